@@ -12,6 +12,11 @@ from mnist_twolayer.datasets import load_mnist
 def mnist() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """``load_mnist()`` defaults: float32 in [0, 1], (N, 784) images, uint8 labels.
 
-    Shared by the whole session: tests must not modify these arrays in place.
+    Shared by the whole session, so the arrays are read-only: an in-place edit fails loudly
+    instead of leaking into other tests.
     """
-    return load_mnist()
+    data = load_mnist()
+    for split in data:
+        for array in split:
+            array.setflags(write=False)
+    return data

@@ -78,7 +78,19 @@ def _add_download(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_download(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    from . import datasets
+
+    results = datasets.download(args.dataset, args.data_dir, mirrors=args.mirror,
+                                force=args.force, from_dir=args.from_dir, quiet=args.quiet)
+    if not args.quiet:
+        for r in results:
+            how = {"present": "already present and verified",
+                   "copied": f"copied from {r.source} and verified",
+                   "downloaded": f"downloaded from {r.source} and verified"}[r.action]
+            print(f"{r.filename}: {how}")
+    print(f"{args.dataset}: {len(results)} files verified in "
+          f"{datasets.dataset_dir(args.dataset, args.data_dir)}")
+    return 0
 
 
 def _add_info(sub: argparse._SubParsersAction) -> None:
@@ -90,7 +102,31 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_info(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    from . import datasets
+
+    info = datasets.dataset_info(args.dataset, args.data_dir)
+    if args.json:
+        _print_json(info)
+        return 0
+    print(f"dataset   {info['dataset']}")
+    print(f"data_dir  {info['data_dir']}  ({info['data_dir_source']})")
+    print(f"folder    {info['path']}")
+    print(f"{'split':<6} {'present':<8} {'verified':<9} {'samples':>7}  label counts 0..9")
+    problems = []
+    for split, s in info["splits"].items():
+        counts = " ".join(map(str, s["label_counts"] or [])) or "-"
+        samples = "-" if s["samples"] is None else s["samples"]
+        print(f"{split:<6} {_yes(s['present']):<8} {_yes(s['verified']):<9} {samples:>7}  {counts}")
+        problems += [f"{e['file']}: {'missing' if not e['present'] else e['error']}"
+                     for e in s["files"].values() if not e["verified"]]
+        problems += [f"{split}: {s['error']}"] if s["error"] else []
+    for problem in problems:
+        print(f"  {problem}")
+    return 0
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
 
 
 def build_parser() -> argparse.ArgumentParser:

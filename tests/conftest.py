@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import http.server
+import threading
+import time
+from collections.abc import Callable, Iterator
+
 import numpy as np
 import pytest
 
@@ -20,3 +26,98 @@ def mnist() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray
         for array in split:
             array.setflags(write=False)
     return data
+
+
+class LocalServer:
+    """A small HTTP server on 127.0.0.1 that serves ``files`` (URL path -> bytes).
+
+    It honours ``Range: bytes=N-`` (206, with an ETag checked against ``If-Range``) unless the
+    path is in ``no_range``. Per-path misbehaviour: ``truncate`` (send half the body, then close;
+    a count of how many responses to cut, or -1 for all), ``stall`` (send headers, then
+    nothing). Every request is recorded in ``requests`` as (path, headers, bytes of body sent).
+    """
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.truncate: dict[str, int] = {}
+        self.stall: set[str] = set()
+        self.no_range: set[str] = set()
+        self.delay = 0.0
+        self.requests: list[tuple[str, dict[str, str], int]] = []
+        self.stop = threading.Event()
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:  # keep pytest output clean
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                sent = server._respond(self)
+                with server._lock:
+                    server.requests.append((self.path, dict(self.headers), sent))
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def _respond(self, handler: http.server.BaseHTTPRequestHandler) -> int:
+        path = handler.path
+        body = self.files.get(path)
+        if body is None:
+            handler.send_error(404, "Not Found")
+            return 0
+        time.sleep(self.delay)
+        etag = f'"{hashlib.sha256(body).hexdigest()[:16]}"'
+        start = 0
+        wanted = handler.headers.get("Range", "")
+        if_range = handler.headers.get("If-Range")
+        if wanted.startswith("bytes=") and path not in self.no_range and if_range in (None, etag):
+            start = int(wanted[len("bytes="):].rstrip("-"))
+        if start >= len(body) and start:
+            handler.send_response(416)
+            handler.send_header("Content-Range", f"bytes */{len(body)}")
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return 0
+        handler.send_response(206 if start else 200)
+        if start:
+            handler.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        handler.send_header("Content-Length", str(len(body) - start))
+        handler.send_header("ETag", etag)
+        handler.end_headers()
+        payload = body[start:]
+        if path in self.stall:
+            self.stop.wait(30)
+            return 0
+        cuts = self.truncate.get(path, 0)
+        if cuts:
+            self.truncate[path] = cuts - 1 if cuts > 0 else cuts
+            payload = payload[: len(payload) // 2]
+            handler.close_connection = True
+        handler.wfile.write(payload)
+        handler.wfile.flush()
+        return len(payload)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def http_server() -> Iterator[Callable[[], LocalServer]]:
+    """A factory of :class:`LocalServer` instances, all shut down after the test."""
+    servers: list[LocalServer] = []
+
+    def start() -> LocalServer:
+        servers.append(LocalServer())
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()

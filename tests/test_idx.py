@@ -1,0 +1,159 @@
+"""The IDX reader is strict: every malformed header or payload is a DatasetError naming the
+file, decided before any large allocation."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from mnist_twolayer import idx
+from mnist_twolayer.errors import DatasetError
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "mnist"
+
+
+def header(code: int, *dims: int) -> bytes:
+    return bytes([0, 0, code, len(dims)]) + struct.pack(f">{len(dims)}I", *dims)
+
+
+@settings(max_examples=60, deadline=None)
+@given(hnp.arrays(
+    dtype=st.sampled_from([np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64]),
+    shape=hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=5),
+))
+def test_encode_parse_round_trip(array: np.ndarray) -> None:
+    back = idx.parse_idx(idx.encode_idx(array))
+    assert back.dtype == array.dtype and back.dtype.isnative
+    assert back.shape == array.shape
+    np.testing.assert_array_equal(back, array)
+
+
+def test_write_read_gz_and_plain(tmp_path: Path) -> None:
+    array = np.arange(2 * 3 * 4, dtype=np.int32).reshape(2, 3, 4) - 7
+    idx.write_idx(tmp_path / "a.gz", array)
+    idx.write_idx(tmp_path / "a", array)
+    assert (tmp_path / "a.gz").read_bytes()[:2] == b"\x1f\x8b"
+    assert gzip.decompress((tmp_path / "a.gz").read_bytes()) == (tmp_path / "a").read_bytes()
+    for name in ("a.gz", "a"):
+        np.testing.assert_array_equal(idx.read_idx(tmp_path / name), array)
+
+
+def test_write_is_deterministic(tmp_path: Path) -> None:
+    array = np.arange(10, dtype=np.uint8)
+    idx.write_idx(tmp_path / "a.gz", array)
+    idx.write_idx(tmp_path / "b.gz", array)
+    assert (tmp_path / "a.gz").read_bytes() == (tmp_path / "b.gz").read_bytes()
+
+
+def test_real_mnist_header_and_first_labels() -> None:
+    labels = idx.read_idx(DATA / "train-labels-idx1-ubyte.gz")
+    assert labels.shape == (60000,) and labels.dtype == np.uint8
+    assert labels[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    images = idx.read_idx(DATA / "t10k-images-idx3-ubyte.gz")
+    assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
+    assert images.flags.writeable
+
+
+def test_encode_refuses_what_idx_cannot_hold() -> None:
+    with pytest.raises(ValueError, match="IDX cannot store dtype uint16"):
+        idx.encode_idx(np.zeros(3, dtype=np.uint16))
+    with pytest.raises(ValueError, match="IDX needs 1 to 255 dimensions, got 0"):
+        idx.encode_idx(np.array(3, dtype=np.uint8))
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (b"", "f: truncated IDX file (0 bytes, the magic alone is 4)"),
+    (b"\x00\x00\x08", "f: truncated IDX file (3 bytes, the magic alone is 4)"),
+    (b"\x1f\x8b\x08\x00" + bytes(12), "f: not an IDX file (magic starts 1f 8b, expected 00 00)"),
+    (b"\x00\x01\x08\x01" + bytes(8), "f: not an IDX file (magic starts 00 01, expected 00 00)"),
+    (header(0x0A, 2) + b"ab", "f: unknown IDX element type 0x0a"),
+    (b"\x00\x00\x08\x00", "f: IDX rank is 0; expected at least one dimension"),
+    (header(0x08, 60000, 28, 28)[:10],
+     "f: truncated IDX header (rank 3 needs 16 bytes, file has 10)"),
+    (header(0x08, 3, 4) + bytes(11),
+     "f: truncated IDX data: header says 3 x 4 uint8 = 12 bytes, file has 11"),
+    (header(0x08, 3, 4) + bytes(13),
+     "f: 1 trailing bytes after the IDX data (3 x 4 uint8 = 12 bytes)"),
+    (header(0x0C, 5) + bytes(5 * 4 - 1),
+     "f: truncated IDX data: header says 5 int32 = 20 bytes, file has 19"),
+    # lying dimensions: the right byte count for 10 labels, a header claiming 100
+    (header(0x08, 100) + bytes(10),
+     "f: truncated IDX data: header says 100 uint8 = 100 bytes, file has 10"),
+])
+def test_malformed_bytes(data: bytes, message: str) -> None:
+    with pytest.raises(DatasetError) as info:
+        idx.parse_idx(data, "f")
+    assert str(info.value) == message
+
+
+def test_huge_claimed_size_allocates_nothing() -> None:
+    data = header(0x0E, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF) + bytes(64)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DatasetError, match=r"header says 4294967295 x 4294967295 x "
+                                               r"4294967295 float64 = \d+ bytes, file has 64"):
+            idx.parse_idx(data, "huge")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 100_000
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=64))
+def test_arbitrary_bytes_parse_or_raise_dataset_error(data: bytes) -> None:
+    try:
+        array = idx.parse_idx(data, "fuzz")
+    except DatasetError as exc:
+        assert str(exc).startswith("fuzz: ")
+    else:
+        assert array.nbytes == len(data) - 4 - 4 * array.ndim
+
+
+def test_truncated_gz_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "labels.gz"
+    idx.write_idx(path, np.arange(1000, dtype=np.int32))
+    path.write_bytes(path.read_bytes()[:-20])
+    with pytest.raises(DatasetError) as info:
+        idx.read_idx(path)
+    assert str(info.value) == (f"{path}: damaged gzip file (Compressed file ended before the "
+                               "end-of-stream marker was reached)")
+
+
+def test_gz_with_bad_crc(tmp_path: Path) -> None:
+    path = tmp_path / "labels.gz"
+    idx.write_idx(path, np.arange(100, dtype=np.uint8))
+    data = bytearray(path.read_bytes())
+    data[-8] ^= 0xFF  # the CRC32 in the gzip trailer
+    path.write_bytes(bytes(data))
+    with pytest.raises(DatasetError, match=r"labels\.gz: damaged gzip file \(CRC check failed"):
+        idx.read_idx(path)
+
+
+def test_idx_inside_valid_gz_still_checked(tmp_path: Path) -> None:
+    path = tmp_path / "x.gz"
+    path.write_bytes(gzip.compress(header(0x08, 5) + bytes(6)))
+    with pytest.raises(DatasetError) as info:
+        idx.read_idx(path)
+    assert str(info.value) == f"{path}: 1 trailing bytes after the IDX data (5 uint8 = 5 bytes)"
+
+
+def test_payload_size_cap(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.gz"
+    path.write_bytes(gzip.compress(bytes(5 << 20)))
+    with pytest.raises(DatasetError) as info:
+        idx.read_payload(path, max_bytes=1 << 20)
+    assert str(info.value) == f"{path}: payload is larger than 1048576 bytes; refusing to read it"
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="nope.gz: file not found"):
+        idx.read_idx(tmp_path / "nope.gz")

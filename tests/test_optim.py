@@ -1,0 +1,90 @@
+"""SGD and schedules against hand-computed numbers."""
+
+import math
+
+import numpy as np
+import pytest
+
+from mnist_twolayer.errors import ConfigError
+from mnist_twolayer.optim import SGD, make_schedule
+
+
+def _params() -> dict[str, np.ndarray]:
+    return {"W1": np.array([1.0, -2.0]), "b1": np.array([0.5])}
+
+
+def test_plain_sgd_is_the_books_update():
+    params = _params()
+    SGD(lr=0.1).update(params, {"W1": np.array([1.0, 1.0]), "b1": np.array([2.0])})
+    np.testing.assert_array_equal(params["W1"], [0.9, -2.1])
+    np.testing.assert_array_equal(params["b1"], [0.3])
+
+
+def test_momentum_accumulates_velocity():
+    params = _params()
+    opt = SGD(lr=0.1, momentum=0.9)
+    grads = {"W1": np.array([1.0, 0.0]), "b1": np.array([0.0])}
+    opt.update(params, grads)  # v = 1, W1[0] = 1 - 0.1
+    opt.update(params, grads)  # v = 0.9 + 1 = 1.9, W1[0] = 0.9 - 0.19
+    assert params["W1"][0] == pytest.approx(0.71, abs=1e-15)
+    assert opt.velocity["W1"][0] == pytest.approx(1.9, abs=1e-15)
+
+
+def test_nesterov_looks_ahead():
+    params = _params()
+    opt = SGD(lr=0.1, momentum=0.9, nesterov=True)
+    grads = {"W1": np.array([1.0, 0.0]), "b1": np.array([0.0])}
+    opt.update(params, grads)  # v = 1, step = g + 0.9 v = 1.9
+    assert params["W1"][0] == pytest.approx(1.0 - 0.19, abs=1e-15)
+
+
+def test_weight_decay_touches_weights_not_biases():
+    params = _params()
+    zero = {"W1": np.zeros(2), "b1": np.zeros(1)}
+    SGD(lr=0.5, weight_decay=0.1).update(params, zero)
+    np.testing.assert_allclose(params["W1"], [1.0 - 0.05, -2.0 + 0.1])
+    np.testing.assert_array_equal(params["b1"], [0.5])
+
+
+def test_float32_params_stay_float32():
+    params = {"W1": np.ones(3, dtype=np.float32)}
+    SGD(lr=0.1, momentum=0.9, weight_decay=1e-3).update(params,
+                                                       {"W1": np.ones(3, dtype=np.float32)})
+    assert params["W1"].dtype == np.float32
+
+
+def test_state_dict_round_trip_continues_identically():
+    grads = {"W1": np.array([0.3, -0.2]), "b1": np.array([0.1])}
+    a, pa = SGD(lr=0.1, momentum=0.9), _params()
+    a.update(pa, grads)
+    b, pb = SGD(lr=0.1, momentum=0.9), {k: v.copy() for k, v in pa.items()}
+    b.load_state_dict(a.state_dict())
+    a.update(pa, grads)
+    b.update(pb, grads)
+    for key in pa:
+        np.testing.assert_array_equal(pa[key], pb[key])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"lr": 0.0}, "learning rate must be a positive number, got 0.0"),
+    ({"lr": math.inf}, "learning rate must be a positive number, got inf"),
+    ({"lr": 0.1, "momentum": 1.0}, "momentum must be in [0, 1), got 1.0"),
+    ({"lr": 0.1, "nesterov": True}, "Nesterov momentum needs --momentum greater than 0"),
+    ({"lr": 0.1, "weight_decay": -1.0}, "weight decay must be >= 0, got -1.0"),
+])
+def test_bad_settings_are_config_errors(kwargs, message):
+    with pytest.raises(ConfigError) as info:
+        SGD(**kwargs)
+    assert str(info.value) == message
+
+
+def test_schedules():
+    assert make_schedule("constant", 0.1, 100)(99) == 0.1
+    step = make_schedule("step", 1.0, 90)
+    assert [step(0), step(29), step(30), step(60)] == pytest.approx([1.0, 1.0, 0.1, 0.01])
+    cosine = make_schedule("cosine", 0.2, 100)
+    assert cosine(0) == pytest.approx(0.2)
+    assert cosine(50) == pytest.approx(0.1)
+    assert cosine(99) == pytest.approx(0.2 * 0.5 * (1 + math.cos(math.pi * 0.99)))
+    with pytest.raises(ConfigError, match="unknown schedule 'linear'"):
+        make_schedule("linear", 0.1, 10)

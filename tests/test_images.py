@@ -1,0 +1,297 @@
+"""Image preparation for ``predict``: real MNIST digits survive a trip through a PNG that looks
+like a user's picture, every image mode works, and every bad file is one clear ImageError."""
+
+from __future__ import annotations
+
+import struct
+import warnings
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from PIL import Image
+
+from mnist_twolayer.errors import ImageError
+from mnist_twolayer.images import image_to_mnist, load_image, prepare_digit
+
+GRID = np.arange(28)
+
+
+def centre_of_mass(img: np.ndarray) -> tuple[float, float]:
+    img = img.reshape(28, 28)
+    mass = img.sum()
+    cy = (img.sum(axis=1) * GRID).sum() / mass
+    cx = (img.sum(axis=0) * GRID).sum() / mass
+    return float(cy), float(cx)
+
+
+def as_user_picture(digit: np.ndarray, size: int = 200) -> Image.Image:
+    """An MNIST digit as a person would draw it: black ink on white, large, RGB."""
+    ink = np.round(np.asarray(digit).reshape(28, 28) * 255).astype(np.uint8)
+    return Image.fromarray(255 - ink).resize((size, size), Image.BICUBIC).convert("RGB")
+
+
+def best_shift_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Correlation allowing a one-pixel shift: whole-pixel centring can land one pixel off."""
+    a, b = a.reshape(28, 28), b.reshape(28, 28)
+    return max(float(np.corrcoef(np.roll(a, (dy, dx), axis=(0, 1)).ravel(), b.ravel())[0, 1])
+               for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+
+
+@pytest.fixture(scope="module")
+def digits(mnist) -> tuple[np.ndarray, np.ndarray]:
+    (_, _), (x_test, t_test) = mnist
+    return x_test[:40], t_test[:40]
+
+
+@pytest.fixture(scope="module")
+def digit(digits) -> np.ndarray:
+    """One test digit (a 7) as a 28x28 float array in [0, 1]."""
+    return np.asarray(digits[0][0]).reshape(28, 28)
+
+
+# --- real MNIST digits, round trip through a user-like picture ---
+
+
+def test_mnist_digits_come_back_close_to_the_original(digits, tmp_path: Path) -> None:
+    x, _ = digits
+    prepared = []
+    for i, original in enumerate(x):
+        path = tmp_path / f"digit{i}.png"
+        as_user_picture(original).save(path)
+        out = image_to_mnist(path)
+        assert out.shape == (784,) and out.dtype == np.float32
+        assert 0.0 <= out.min() and out.max() == pytest.approx(1.0)
+        cy, cx = centre_of_mass(out)
+        assert abs(cy - 14) <= 0.5 and abs(cx - 14) <= 0.5
+        assert best_shift_correlation(out, original) > 0.85
+        prepared.append(out)
+    prepared = np.array(prepared)
+    assert np.abs(prepared - x).mean() < 0.04
+
+    def unit(a: np.ndarray) -> np.ndarray:
+        a = a - a.mean(axis=1, keepdims=True)
+        return a / np.linalg.norm(a, axis=1, keepdims=True)
+
+    similarity = unit(prepared) @ unit(np.asarray(x)).T
+    # Each prepared picture is most like its own original among all forty.
+    assert (similarity.argmax(axis=1) == np.arange(len(x))).mean() >= 0.95
+
+
+def test_mnist_centring_convention_matches_the_data(mnist) -> None:
+    (_, _), (x_test, _) = mnist
+    x = np.asarray(x_test[:2000]).reshape(-1, 28, 28)
+    mass = x.sum(axis=(1, 2))
+    cy = (x.sum(axis=2) * GRID).sum(axis=1) / mass
+    cx = (x.sum(axis=1) * GRID).sum(axis=1) / mass
+    # MNIST places the centre of mass at pixel index 14 (to the nearest whole pixel).
+    assert np.abs(cy - 14).max() <= 0.5 + 1e-6 and np.abs(cx - 14).max() <= 0.5 + 1e-6
+
+
+# --- every image mode ---
+
+
+def reference(digit: np.ndarray, tmp_path: Path) -> np.ndarray:
+    path = tmp_path / "reference.png"
+    as_user_picture(digit).convert("L").save(path)
+    return image_to_mnist(path)
+
+
+def test_sixteen_bit_greyscale_uses_the_full_range(digit, tmp_path: Path) -> None:
+    grey = np.asarray(as_user_picture(digit).convert("L"), dtype=np.uint16) * 257
+    path = tmp_path / "deep.png"
+    Image.fromarray(grey).save(path)
+    assert Image.open(path).mode.startswith("I")
+    assert load_image(path).max() == pytest.approx(1.0)
+    np.testing.assert_allclose(image_to_mnist(path), reference(digit, tmp_path), atol=1e-5)
+
+
+def test_palette_image(digit, tmp_path: Path) -> None:
+    path = tmp_path / "palette.png"
+    as_user_picture(digit).convert("P", palette=Image.Palette.ADAPTIVE, colors=16).save(path)
+    assert Image.open(path).mode == "P"
+    assert best_shift_correlation(image_to_mnist(path), digit) > 0.9
+
+
+def test_transparent_background_counts_as_white_paper(digit, tmp_path: Path) -> None:
+    ink = np.round(digit * 255).astype(np.uint8)
+    big = np.asarray(Image.fromarray(ink).resize((200, 200), Image.BICUBIC))
+    rgba = np.zeros((200, 200, 4), dtype=np.uint8)  # black everywhere, opaque only on ink
+    rgba[..., 3] = big
+    path = tmp_path / "rgba.png"
+    Image.fromarray(rgba).save(path)
+    np.testing.assert_allclose(image_to_mnist(path), reference(digit, tmp_path), atol=0.02)
+    la = tmp_path / "la.png"
+    Image.fromarray(rgba).convert("LA").save(la)
+    np.testing.assert_allclose(image_to_mnist(la), reference(digit, tmp_path), atol=0.02)
+
+
+def test_one_bit_image(digit, tmp_path: Path) -> None:
+    path = tmp_path / "bits.png"
+    as_user_picture(digit).convert("L").point(lambda v: 255 if v > 128 else 0).convert("1") \
+        .save(path)
+    assert Image.open(path).mode == "1"
+    out = image_to_mnist(path)
+    assert best_shift_correlation(out, digit) > 0.85
+    assert max(abs(c - 14) for c in centre_of_mass(out)) <= 0.5
+
+
+def test_jpeg_white_on_black_is_not_inverted(digit, tmp_path: Path) -> None:
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(np.round(digit * 255).astype(np.uint8)).resize((120, 90)).save(path,
+                                                                                 quality=90)
+    out = image_to_mnist(path)
+    assert out.reshape(28, 28)[0].max() == 0.0  # background stayed dark
+    assert out.max() == pytest.approx(1.0)
+
+
+def test_exif_orientation_is_applied(digit, tmp_path: Path) -> None:
+    upright = as_user_picture(digit)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    path = tmp_path / "phone.png"
+    upright.transpose(Image.Transpose.ROTATE_90).save(path, exif=exif)
+    np.testing.assert_allclose(image_to_mnist(path), reference(digit, tmp_path), atol=1e-6)
+
+
+def test_corrupt_exif_is_ignored_silently(digit, tmp_path: Path, capfd) -> None:
+    path = tmp_path / "odd-exif.png"
+    as_user_picture(digit).save(path, exif=b"MM\x00\x2a\x00\x00\x00\x08\x00\x05")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Pillow warns "Corrupt EXIF data" unless silenced
+        np.testing.assert_allclose(image_to_mnist(path), reference(digit, tmp_path), atol=1e-6)
+    assert capfd.readouterr().err == ""
+
+
+# --- prepare_digit on arrays ---
+
+
+def test_prepare_digit_takes_uint8_and_float_alike(digit) -> None:
+    as_uint8 = np.round(digit * 255).astype(np.uint8)
+    np.testing.assert_allclose(prepare_digit(as_uint8), prepare_digit(as_uint8 / 255.0),
+                               atol=1e-6)
+
+
+def test_lopsided_digit_keeps_all_its_ink() -> None:
+    # Mass far below the box centre: centring by mass alone would push the bottom off the field.
+    img = np.zeros((60, 60))
+    img[5:55, 29:31] = 1.0
+    img[45:55, 10:50] = 1.0
+    out = prepare_digit(img)
+    rows = np.flatnonzero(out.any(axis=1))
+    assert rows[-1] - rows[0] + 1 == 20 and rows[-1] <= 27
+
+
+def test_gray_paper_background_is_removed() -> None:
+    img = np.full((80, 80), 0.7)  # a photo of paper is grey, not white
+    img[20:60, 38:43] = 0.15
+    out = prepare_digit(img)
+    assert out.reshape(28, 28)[:, :5].max() == 0.0
+    assert out.max() == pytest.approx(1.0)
+
+
+def test_prepare_digit_refuses_nonsense_arrays() -> None:
+    with pytest.raises(ValueError, match="2-D greyscale"):
+        prepare_digit(np.zeros((28, 28, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        prepare_digit(np.full((28, 28), np.nan))
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float64, st.tuples(st.integers(1, 40), st.integers(1, 40)),
+              elements=st.floats(0.0, 1.0)))
+def test_prepare_digit_never_fails_other_than_no_ink(img: np.ndarray) -> None:
+    try:
+        out = prepare_digit(img)
+    except ImageError as exc:
+        assert "no digit found" in str(exc)
+        return
+    assert out.shape == (28, 28) and out.dtype == np.float32
+    assert 0.0 <= out.min() and out.max() <= 1.0
+
+
+# --- bad files: one clear line naming the file ---
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims a huge canvas: a decompression bomb's calling card."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I",
+                                                                      zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+def truncated_png(tmp_path: Path) -> bytes:
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8)).save(tmp_path / "whole.png")
+    data = (tmp_path / "whole.png").read_bytes()
+    return data[: len(data) // 2]
+
+
+BAD_FILES = {
+    "text": (lambda tmp: b"this is not a picture\n",
+             "{path}: not an image (expected PNG or JPEG)"),
+    "empty": (lambda tmp: b"", "{path}: empty file (0 bytes), not an image"),
+    "truncated": (truncated_png, "{path}: the image data is truncated or damaged"),
+    "bomb": (lambda tmp: png_claiming(20000, 20000),
+             "{path}: image claims more than 50 MP (a decompression bomb?); refusing to decode it"),
+    "bomb_warned": (lambda tmp: png_claiming(10000, 10000),
+                    "{path}: image claims more than 50 MP (a decompression bomb?); refusing to "
+                    "decode it"),
+    "over_limit": (lambda tmp: png_claiming(8000, 7000),
+                   "{path}: image is 8000x7000 pixels (56 MP), more than the 50 MP allowed"),
+    "blank": (lambda tmp: _png_bytes(np.full((50, 50), 180, np.uint8), tmp),
+              "{path}: no digit found: the image is blank (no ink on the background)"),
+}
+
+
+def _png_bytes(pixels: np.ndarray, tmp: Path) -> bytes:
+    Image.fromarray(pixels).save(tmp / "blank-source.png")
+    return (tmp / "blank-source.png").read_bytes()
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_file_is_one_clear_line(case: str, tmp_path: Path, capfd) -> None:
+    make, message = BAD_FILES[case]
+    path = tmp_path / f"{case}.png"
+    path.write_bytes(make(tmp_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning may escape, from Pillow or anyone
+        with pytest.raises(ImageError) as info:
+            image_to_mnist(path)
+    assert str(info.value) == message.format(path=path)
+    assert "\n" not in str(info.value)
+    assert capfd.readouterr().err == ""
+
+
+def test_missing_file_and_directory(tmp_path: Path) -> None:
+    with pytest.raises(ImageError) as info:
+        image_to_mnist(tmp_path / "nope.png")
+    assert str(info.value) == f"{tmp_path / 'nope.png'}: no such file"
+    with pytest.raises(ImageError) as info:
+        image_to_mnist(tmp_path)
+    assert str(info.value) == f"{tmp_path}: is a directory, not an image file"
+
+
+def test_file_too_large_on_disk_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "huge.png"
+    with open(path, "wb") as handle:
+        handle.truncate(60 * 2**20)  # sparse: costs no disk, and is never read
+    with pytest.raises(ImageError) as info:
+        load_image(path)
+    assert str(info.value) == f"{path}: file is 60.0 MB, more than the 50 MB allowed for an image"
+
+
+def test_formats_outside_the_list_are_not_tried(digit, tmp_path: Path) -> None:
+    path = tmp_path / "digit.tiff"
+    as_user_picture(digit).save(path)
+    with pytest.raises(ImageError, match="not an image"):
+        load_image(path)

@@ -10,11 +10,15 @@ import argparse
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .errors import MnistTwoLayerError
+import numpy as np
+from tqdm import tqdm
+
+from .errors import ConfigError, ImageError, MnistTwoLayerError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -129,6 +133,229 @@ def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    from .optim import SCHEDULES
+    from .trainer import DTYPES, GRADIENT_METHODS, INITS, PRESETS, SAMPLINGS
+
+    p = sub.add_parser("train", help="train a network and write a run folder",
+                       description="Train a TwoLayerNet. A preset sets every value; flags "
+                                   "override it. Runs write to --out (default runs/<time>).")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="book, default or best "
+                   "(default: default)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=positive_int, help="budget in epochs")
+    budget.add_argument("--iters", type=positive_int, help="budget in iterations")
+    p.add_argument("--hidden", type=positive_int, help="hidden units")
+    p.add_argument("--batch-size", type=positive_int, help="minibatch size")
+    p.add_argument("--lr", type=positive_float, help="learning rate")
+    p.add_argument("--momentum", type=_number(float, "a number", 0.0, strict=False, high=0.999),
+                   help="momentum in [0, 1)")
+    p.add_argument("--nesterov", action="store_const", const=True, help="Nesterov momentum")
+    p.add_argument("--weight-decay", type=nonnegative_float, help="L2 weight decay on W1, W2")
+    p.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule")
+    p.add_argument("--init", choices=INITS, help="weight initialisation")
+    p.add_argument("--dtype", choices=DTYPES, help="float32 (fast) or float64")
+    p.add_argument("--seed", type=nonnegative_int, help="random seed (same seed, same result)")
+    p.add_argument("--dataset", help="dataset name (default: mnist)")
+    p.add_argument("--val-size", type=nonnegative_int,
+                   help="hold out this many training samples for validation and early stopping")
+    p.add_argument("--train-size", type=positive_int, help="train on a subset of this size")
+    p.add_argument("--sampling", choices=SAMPLINGS,
+                   help="batches by epoch permutation or drawn with replacement (the book)")
+    p.add_argument("--gradient", choices=GRADIENT_METHODS, help="gradient path")
+    p.add_argument("--patience", type=positive_int,
+                   help="stop after this many epochs without a better validation accuracy")
+    p.add_argument("--augment-shift", type=_number(int, "an integer", 0, strict=False, high=4),
+                   help="shift training digits by up to this many pixels")
+    p.add_argument("--no-standardize", dest="standardize", action="store_const", const=False,
+                   help="train on raw [0, 1] inputs")
+    p.add_argument("--out", type=Path, help="run folder (default: runs/<timestamp>)")
+    p.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR")
+    p.add_argument("--data-dir", type=Path, help="where datasets live (see README)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
+    p.set_defaults(run=_run_train)
+
+
+_TRAIN_SETTINGS = ("hidden", "epochs", "iters", "batch_size", "lr", "momentum", "nesterov",
+                   "weight_decay", "schedule", "init", "dtype", "seed", "dataset", "val_size",
+                   "train_size", "sampling", "gradient", "patience", "augment_shift",
+                   "standardize")
+
+
+def _default_run_dir() -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    candidate, n = Path("runs") / stamp, 1
+    while candidate.exists():
+        n += 1
+        candidate = Path("runs") / f"{stamp}-{n}"
+    return candidate
+
+
+def _print_epoch(record: dict[str, Any]) -> None:
+    val = "" if record["val_accuracy"] is None else f"  val {record['val_accuracy']:.4f}"
+    tqdm.write(f"epoch {record['epoch']:>3}  iter {record['iteration']:>6}  "
+               f"loss {record['train_loss']:.4f}  train {record['train_accuracy']:.4f}{val}  "
+               f"test {record['test_accuracy']:.4f}  {record['seconds']:.1f}s", file=sys.stderr)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from .trainer import Trainer, TrainingInterrupted, config_from_preset
+
+    on_epoch = None if args.quiet else _print_epoch
+    settings = {name: getattr(args, name) for name in _TRAIN_SETTINGS}
+    if args.resume:
+        given = [f"--{name.replace('_', '-')}" for name, value in settings.items()
+                 if value is not None] + (["--preset"] if args.preset else []) + (
+                     ["--out"] if args.out else [])
+        if given:
+            raise ConfigError(f"--resume continues a run with its saved settings; drop "
+                              f"{', '.join(given)}")
+        trainer = Trainer.resume(args.resume, data_dir=args.data_dir, quiet=args.quiet,
+                                 on_epoch=on_epoch)
+    else:
+        run_dir = args.out or _default_run_dir()
+        if (run_dir / "checkpoint.npz").exists():
+            raise ConfigError(f"{run_dir} already holds a run; continue it with --resume "
+                              f"{run_dir} or choose another --out")
+        config = config_from_preset(args.preset or "default", **settings)
+        trainer = Trainer(config, run_dir, data_dir=args.data_dir, quiet=args.quiet,
+                          on_epoch=on_epoch)
+    try:
+        metrics = trainer.run()
+    except TrainingInterrupted as stop:
+        sys.stderr.write(f"interrupted at iteration {stop.iteration}: checkpoint and history "
+                         f"saved in {stop.run_dir}\nresume with: python -m mnist_twolayer "
+                         f"train --resume {stop.run_dir}\n")
+        return EXIT_INTERRUPTED
+    print(f"test accuracy {metrics['test_accuracy']:.2%} (loss {metrics['test_loss']:.4f}) "
+          f"after {metrics['iterations']} iterations in {metrics['seconds']:.1f} s")
+    print(f"run folder: {trainer.run_dir}")
+    return 0
+
+
+def _load_model(path: Path) -> Any:
+    from .network import TwoLayerNet
+
+    return TwoLayerNet.load(path)
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="test accuracy, loss, per-class precision and recall")
+    p.add_argument("model", type=Path, help="a model.npz written by train")
+    p.add_argument("--dataset", help="dataset (default: the one the model was trained on)")
+    p.add_argument("--data-dir", type=Path, help="where datasets live (see README)")
+    p.add_argument("--out", type=Path, help="folder for confusion.png and misclassified.png "
+                   "(default: the model's folder)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from . import plots
+    from .datasets import load_mnist
+
+    net = _load_model(args.model)
+    dataset = args.dataset or net.metadata.get("dataset", "mnist")
+    _, (x_test, t_test) = load_mnist(dataset=dataset, data_dir=args.data_dir, dtype=net.dtype)
+    if x_test.shape[1] != net.input_size:
+        raise ConfigError(f"{args.model} takes {net.input_size} inputs but {dataset} images "
+                          f"have {x_test.shape[1]} pixels")
+    loss, accuracy = net.evaluate(x_test, t_test)
+    probs = net.predict(x_test)
+    predicted = probs.argmax(axis=1)
+    cm = plots.confusion_matrix(t_test, predicted, net.output_size)
+    precision, recall = plots.precision_recall(cm)
+    out = args.out or args.model.parent
+    figures = [plots.plot_confusion(t_test, predicted, out / "confusion.png"),
+               plots.plot_misclassified(x_test, t_test, predicted, probs,
+                                        out / "misclassified.png")]
+    report = {
+        "model": str(args.model), "dataset": dataset, "samples": int(len(t_test)),
+        "test_accuracy": float(accuracy), "test_loss": float(loss),
+        "per_class": [{"class": k, "precision": float(precision[k]), "recall": float(recall[k]),
+                       "support": int(cm[k].sum())} for k in range(net.output_size)],
+        "figures": [str(f) for f in figures],
+    }
+    if args.json:
+        _print_json(report)
+        return 0
+    print(f"{dataset} test: accuracy {accuracy:.2%}, loss {loss:.4f} on {len(t_test)} images")
+    print(f"{'class':>5} {'precision':>9} {'recall':>7} {'support':>7}")
+    for row in report["per_class"]:
+        print(f"{row['class']:>5} {row['precision']:>9.4f} {row['recall']:>7.4f} "
+              f"{row['support']:>7}")
+    print("figures: " + ", ".join(report["figures"]))
+    return 0
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="name the digit in PNG or JPEG images")
+    p.add_argument("model", type=Path, help="a model.npz written by train")
+    p.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="image files")
+    p.add_argument("--top-k", type=positive_int, default=1, help="show the k likeliest digits")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from .images import image_to_mnist
+
+    net = _load_model(args.model)
+    if args.top_k > net.output_size:
+        raise ConfigError(f"--top-k {args.top_k} is more than the model's {net.output_size} "
+                          f"classes")
+    results, failed = [], 0
+    for path in args.images:
+        try:
+            x = image_to_mnist(path).astype(net.dtype, copy=False)
+        except ImageError as exc:
+            failed += 1
+            sys.stderr.write(f"error: {exc}\n")
+            results.append({"image": str(path), "error": str(exc)})
+            continue
+        probs = net.predict(x[None, :])[0]
+        top = np.argsort(-probs, kind="stable")[:args.top_k]
+        results.append({"image": str(path), "digit": int(top[0]),
+                        "probability": float(probs[top[0]]),
+                        "top_k": [{"digit": int(k), "probability": float(probs[k])}
+                                  for k in top]})
+        if not args.json:
+            others = "".join(f", {k} ({probs[k]:.3f})" for k in top[1:])
+            print(f"{path}: {top[0]} ({probs[top[0]]:.3f}){others}")
+    if args.json:
+        _print_json({"model": str(args.model), "predictions": results})
+    return EXIT_USER_ERROR if failed else 0
+
+
+def _add_plot(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plot", help="overlay the curves of several runs in one figure")
+    p.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR", help="run folders")
+    p.add_argument("--out", type=Path, default=Path("runs.png"),
+                   help="PNG file to write (default: runs.png)")
+    p.set_defaults(run=_run_plot)
+
+
+def _run_plot(args: argparse.Namespace) -> int:
+    from . import plots
+
+    runs = []
+    for run_dir in args.runs:
+        path = run_dir / "history.json"
+        try:
+            history = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{run_dir} is not a run folder: no history.json") from None
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{path}: not a history file ({exc})") from None
+        if not isinstance(history, dict) or not {"epochs", "iteration_loss"} <= history.keys():
+            raise ConfigError(f"{path}: not a history file (no epochs / iteration_loss)")
+        runs.append((run_dir.name or str(run_dir), history))
+    if args.out.suffix.lower() != ".png":
+        raise ConfigError(f"--out {args.out}: figures are PNG files; use a .png name")
+    print(f"wrote {plots.plot_runs(runs, args.out)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m mnist_twolayer",
@@ -136,7 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log diagnostics")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in (_add_download, _add_info):
+    for add in (_add_download, _add_info, _add_train, _add_evaluate, _add_predict,
+                _add_plot):
         add(sub)
     return parser
 

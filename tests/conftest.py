@@ -7,11 +7,14 @@ import http.server
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mnist_twolayer.datasets import load_mnist
+from mnist_twolayer.datasets import DATASETS, ENV_MIRROR, DatasetSpec, load_mnist, mnist_layout
+from mnist_twolayer.idx import encode_idx, write_idx
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +65,8 @@ class LocalServer:
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,),
+                                       daemon=True)
         self.thread.start()
 
     def _respond(self, handler: http.server.BaseHTTPRequestHandler) -> int:
@@ -121,3 +125,47 @@ def http_server() -> Iterator[Callable[[], LocalServer]]:
     yield start
     for server in servers:
         server.close()
+
+
+@dataclass
+class Tiny:
+    """A small MNIST-layout dataset registered as ``tiny`` for one test."""
+
+    spec: DatasetSpec
+    source: Path  # a folder holding its four gz files
+    arrays: dict[tuple[str, str], np.ndarray]
+    data_dir: Path  # an empty data folder to download into
+
+    @property
+    def folder(self) -> Path:
+        return self.data_dir / "tiny"
+
+    def gz(self, split: str, kind: str) -> bytes:
+        return (self.source / self.spec.file(split, kind).filename).read_bytes()
+
+
+def register(monkeypatch: pytest.MonkeyPatch, name: str,
+             arrays: dict[tuple[str, str], np.ndarray], source: Path) -> DatasetSpec:
+    """Write ``arrays`` as gz files into ``source`` and register dataset ``name`` for them."""
+    stems = {(f.split, f.kind): f.stem for f in DATASETS["mnist"].files}
+    sha = {}
+    for key, array in arrays.items():
+        write_idx(source / f"{stems[key]}.gz", array)
+        sha[stems[key]] = hashlib.sha256(encode_idx(array)).hexdigest()
+    spec = mnist_layout(name, sha, mirrors=())
+    monkeypatch.setitem(DATASETS, name, spec)
+    return spec
+
+
+@pytest.fixture
+def tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Tiny:
+    """Dataset ``tiny`` (20 train, 10 test images) with no registry mirrors and no
+    ``MNIST_TWOLAYER_MIRROR``, so nothing reaches beyond 127.0.0.1."""
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 20), ("test", 10)):
+        arrays[split, "images"] = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        arrays[split, "labels"] = rng.integers(0, 10, n, dtype=np.uint8)
+    monkeypatch.delenv(ENV_MIRROR, raising=False)
+    spec = register(monkeypatch, "tiny", arrays, tmp_path / "source")
+    return Tiny(spec, tmp_path / "source", arrays, tmp_path / "data")

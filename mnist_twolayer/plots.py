@@ -189,16 +189,15 @@ def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, path: str | os.PathLi
                    class_names: Sequence[str] | None = None) -> Path:
     """Confusion matrix with the count in every cell; colour on a square-root-like scale so the
     few mistakes show beside the large diagonal."""
-    names = [str(c) for c in class_names] if class_names is not None else [str(i)
-                                                                            for i in range(10)]
-    cm = confusion_matrix(y_true, y_pred, num_classes=len(names))
+    names = _class_names(class_names)
     k = len(names)
+    cm = confusion_matrix(y_true, y_pred, num_classes=k)
     side = max(6.5, 0.62 * k + 2.5)
     fig, ax = _figure((side + 1.2, side))
     vmax = max(1, int(cm.max()))
     norm = PowerNorm(gamma=0.4, vmin=0, vmax=vmax)
     image = ax.imshow(cm, cmap="Blues", norm=norm)
-    ticks = [0] + [10**k for k in range(int(np.log10(vmax)) + 1)]
+    ticks = [0] + [10**e for e in range(int(np.log10(vmax)) + 1)]
     fig.colorbar(image, ax=ax, shrink=0.8, label="count (square-root-like scale)", ticks=ticks)
     cell_colours = image.cmap(norm(cm))
     luminance = cell_colours[..., :3] @ np.array([0.299, 0.587, 0.114])
@@ -219,8 +218,8 @@ def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, path: str | os.PathLi
 
 
 def plot_misclassified(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray,
-                       probs: np.ndarray, path: str | os.PathLike[str],
-                       max_items: int = 36) -> Path:
+                       probs: np.ndarray, path: str | os.PathLike[str], max_items: int = 36,
+                       class_names: Sequence[str] | None = None) -> Path:
     """A grid of wrongly classified digits, most confident mistakes first, each labelled
     "true → predicted (p)". ``probs`` is (N, classes) or the (N,) probability of the
     prediction; images are (N, 784), (N, 1, 28, 28) or (N, 28, 28) in any range."""
@@ -243,10 +242,12 @@ def plot_misclassified(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarra
     low = tiles.min(axis=(1, 2), keepdims=True)
     span = tiles.max(axis=(1, 2), keepdims=True) - low
     tiles = np.divide(tiles - low, span, out=np.zeros_like(tiles), where=span > 0)
-    labels = [f"{t[i]} → {p[i]} ({confidence[i]:.2f})" for i in shown]
+    names = _class_names(class_names)
+    labels = [f"{names[t[i]]} → {names[p[i]]} ({confidence[i]:.2f})" for i in shown]
     title = (f"Misclassified: {len(wrong)} of {len(t)} wrong; showing {len(shown)}, most "
              "confident first\n(true → predicted (probability of the prediction))")
-    fig = _tile_figure(tiles, labels, title, colormaps["gray_r"], 0.0, 1.0, label_size=9)
+    fig = _tile_figure(tiles, labels, title, colormaps["gray_r"], 0.0, 1.0,
+                       label_size=9 if class_names is None else 6.5)
     return _save(fig, path)
 
 
@@ -270,6 +271,10 @@ def plot_weights(W1: np.ndarray, path: str | os.PathLike[str], max_units: int = 
 
 
 # --- helpers ---
+
+
+def _class_names(class_names: Sequence[str] | None) -> list[str]:
+    return [str(c) for c in class_names] if class_names is not None else list("0123456789")
 
 
 def _figure(size: tuple[float, float]) -> tuple[Figure, Axes]:

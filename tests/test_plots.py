@@ -196,6 +196,10 @@ def test_misclassified_with_probability_vector_and_with_no_mistakes(test_digits,
     pred, probs = fake_predictions(t[:50], 0.2)
     plot_misclassified(x[:50], t[:50], pred, probs.max(axis=1), tmp_path / "p.png")
     assert_png(tmp_path / "p.png", min_size=(400, 400))
+    names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+             "Sneaker", "Bag", "Ankle boot"]
+    plot_misclassified(x[:50], t[:50], pred, probs, tmp_path / "named.png", class_names=names)
+    assert_png(tmp_path / "named.png", min_size=(400, 400))
     plot_misclassified(x[:50], t[:50], t[:50], probs, tmp_path / "none.png")
     assert_png(tmp_path / "none.png", min_size=(300, 150))
 

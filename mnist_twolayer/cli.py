@@ -356,6 +356,39 @@ def _run_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_gradcheck(sub: argparse._SubParsersAction) -> None:
+    from .gradcheck import METHODS
+
+    p = sub.add_parser("gradcheck", help="compare the gradient paths on real MNIST images")
+    p.add_argument("--batch", type=positive_int, default=100,
+                   help="training images in the batch (default: 100)")
+    p.add_argument("--hidden", type=positive_int, default=50,
+                   help="hidden units (default: 50)")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                   help="dtype of the net (default: float64; torch always runs in float64)")
+    p.add_argument("--seed", type=nonnegative_int, default=0,
+                   help="picks the images and the initial weights (default: 0)")
+    p.add_argument("--methods", metavar="LIST",
+                   help=f"comma-separated paths among {', '.join(METHODS)} "
+                        "(default: all; torch only if installed)")
+    p.add_argument("--data-dir", type=Path, help="where datasets live (see README)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=_run_gradcheck)
+
+
+def _run_gradcheck(args: argparse.Namespace) -> int:
+    from .gradcheck import gradcheck_mnist, parse_methods
+
+    methods = parse_methods(args.methods) if args.methods is not None else None
+    result = gradcheck_mnist(batch=args.batch, hidden=args.hidden, dtype=args.dtype,
+                             seed=args.seed, methods=methods, data_dir=args.data_dir)
+    if args.json:
+        _print_json(result.to_dict())
+    else:
+        print(result.table())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m mnist_twolayer",
@@ -364,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log diagnostics")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in (_add_download, _add_info, _add_train, _add_evaluate, _add_predict,
-                _add_plot):
+                _add_plot, _add_gradcheck):
         add(sub)
     return parser
 

@@ -195,13 +195,14 @@ def run_gradcheck(x: np.ndarray, t: np.ndarray, *, hidden: int = 50, output_size
                                        - gradients[b][name].astype(np.float64)))))
         for a, b in comparison_pairs(methods) for name in PARAM_NAMES
     ]
-    full_config = {
+    described = {
         "batch": x.shape[0], "hidden": hidden, "input_size": net.input_size,
         "output_size": net.output_size, "dtype": net.dtype.name,
         "seed": seed if isinstance(seed, int) else None,
         "init": "normal", "weight_init_std": 0.01, "h": H, "methods": list(methods),
-        **(config or {}),
     }
+    # the caller's keys first and winning, then the rest
+    full_config = {**(config or {}), **described, **(config or {})}
     return GradcheckResult(full_config, timings, comparisons, gradients)
 
 

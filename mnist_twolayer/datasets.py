@@ -309,7 +309,12 @@ class _Skip(Exception):
 @contextmanager
 def _locked(folder: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``folder`` so one process at a time fetches into it."""
-    with open(folder / ".lock", "a+b") as handle:
+    try:
+        handle = open(folder / ".lock", "a+b")
+    except OSError as exc:
+        raise DatasetError(f"cannot write to {folder} ({exc.strerror or exc}); choose another "
+                           f"place with --data-dir or {ENV_DATA_DIR}") from None
+    with handle:
         if fcntl is not None:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

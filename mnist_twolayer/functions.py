@@ -28,7 +28,7 @@ def sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     expected and its warning silenced. Pass ``out`` (which may be ``x`` itself) to reuse memory.
     """
     x = _float_array(x)
-    out = np.negative(x, out=out)
+    out = np.negative(x, out=np.empty_like(x) if out is None else out)
     with np.errstate(over="ignore"):
         np.exp(out, out=out)
     np.add(out, 1, out=out)

@@ -149,7 +149,8 @@ class GradcheckResult:
     def table(self) -> str:
         """A plain-text report: the configuration, seconds per path, and every comparison."""
         cfg = self.config
-        lines = [f"gradcheck on {cfg['batch']} {cfg['dataset']} {cfg['split']} images, "
+        source = "".join(f"{cfg[key]} " for key in ("dataset", "split") if key in cfg)
+        lines = [f"gradcheck on {cfg['batch']} {source}images, "
                  f"net {cfg['input_size']}-{cfg['hidden']}-{cfg['output_size']}, "
                  f"{cfg['dtype']}, seed {cfg['seed']}", "", f"{'path':<22}{'seconds':>12}"]
         lines += [f"{name:<22}{seconds:>12.6f}" for name, seconds in self.timings.items()]

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import zipfile
+import zlib
 from collections import OrderedDict
 from typing import Any
 
@@ -270,9 +271,12 @@ class TwoLayerNet:
                         raise CheckpointError(f"{path}: array {key!r} cannot be read without "
                                               f"pickle ({exc}); not a file this package wrote"
                                               ) from None
+                    if not isinstance(arrays[key], np.ndarray):
+                        raise CheckpointError(f"{path}: member {key!r} is not a NumPy array; "
+                                              f"the file is damaged or not a saved model")
         except FileNotFoundError:
             raise CheckpointError(f"{path}: no such file") from None
-        except (zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
+        except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError) as exc:
             raise CheckpointError(f"{path}: not a readable .npz file, perhaps truncated or "
                                   f"damaged ({exc})") from None
 

@@ -1,0 +1,328 @@
+"""network.py: TwoLayerNet's init, forward, gradient paths on real MNIST, and save / load."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from mnist_twolayer.errors import CheckpointError, ConfigError
+from mnist_twolayer.functions import softmax, softmax_cross_entropy
+from mnist_twolayer.gradcheck import relative_error
+from mnist_twolayer.network import TwoLayerNet
+
+PARAMS = ("W1", "b1", "W2", "b2")
+
+
+@pytest.fixture(scope="module")
+def batch100(mnist):
+    """100 real training images in float64 and their uint8 labels."""
+    (x_train, t_train), _ = mnist
+    index = np.random.default_rng(0).choice(len(x_train), 100, replace=False)
+    return x_train[index].astype(np.float64), t_train[index]
+
+
+@pytest.fixture(scope="module")
+def full_net_gradients(batch100):
+    """The 784-50-10 net's gradients of batch100 by backprop, autograd and vectorized."""
+    net = TwoLayerNet(784, 50, 10, seed=0)
+    x, t = batch100
+    return {m: net.gradient(x, t, m) for m in ("backprop", "autograd", "numerical")}
+
+
+# --- construction ---
+
+
+def test_shapes_dtypes_and_zero_biases():
+    net = TwoLayerNet(784, 50, 10, dtype=np.float32, seed=0)
+    shapes = {k: v.shape for k, v in net.params.items()}
+    assert shapes == {"W1": (784, 50), "b1": (50,), "W2": (50, 10), "b2": (10,)}
+    assert all(v.dtype == np.float32 for v in net.params.values())
+    assert not net.params["b1"].any() and not net.params["b2"].any()
+    assert (net.input_size, net.hidden_size, net.output_size) == (784, 50, 10)
+    assert net.dtype == np.float32
+    assert list(net.layers) == ["Affine1", "Sigmoid1", "Affine2"]
+    assert type(net.last_layer).__name__ == "SoftmaxWithLoss"
+
+
+def test_same_seed_same_weights_in_either_dtype():
+    a = TwoLayerNet(20, 5, 3, seed=7)
+    b = TwoLayerNet(20, 5, 3, seed=np.random.default_rng(7))
+    c = TwoLayerNet(20, 5, 3, seed=7, dtype="float32")
+    for name in PARAMS:
+        np.testing.assert_array_equal(a.params[name], b.params[name])
+        np.testing.assert_array_equal(c.params[name], a.params[name].astype(np.float32))
+    assert not np.array_equal(TwoLayerNet(20, 5, 3, seed=8).params["W1"], a.params["W1"])
+
+
+@pytest.mark.parametrize(("init", "std1", "std2"), [
+    ("normal", 0.01, 0.01),
+    ("xavier", 1 / np.sqrt(784), 1 / np.sqrt(100)),
+    ("he", np.sqrt(2 / 784), np.sqrt(2 / 100)),
+])
+def test_init_scales(init, std1, std2):
+    net = TwoLayerNet(784, 100, 10, init=init, seed=0)
+    assert net.params["W1"].std() == pytest.approx(std1, rel=0.03)
+    assert net.params["W2"].std() == pytest.approx(std2, rel=0.1)
+
+
+@pytest.mark.parametrize("kwargs", [{"init": "uniform"}, {"dtype": np.int32},
+                                    {"dtype": np.float16}, {"hidden_size": 0},
+                                    {"hidden_size": -1}, {"input_size": 2.5}])
+def test_bad_settings_are_config_errors(kwargs):
+    args = {"input_size": 4, "hidden_size": 3, "output_size": 2, **kwargs}
+    with pytest.raises(ConfigError):
+        TwoLayerNet(**args)
+
+
+# --- forward ---
+
+
+def test_predict_loss_accuracy_and_evaluate_agree(mnist):
+    _, (x_test, t_test) = mnist
+    net = TwoLayerNet(784, 30, 10, init="xavier", seed=1)
+    x, t = x_test[:2500], t_test[:2500]
+    probs = net.predict(x)
+    assert probs.shape == (2500, 10) and probs.dtype == np.float64
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-14)
+    loss = net.loss(x, t)
+    assert loss == pytest.approx(-np.mean(np.log(probs[np.arange(2500), t])), rel=1e-12)
+    accuracy = net.accuracy(x, t)
+    assert accuracy == np.mean(probs.argmax(axis=1) == t)
+    for chunk in (2500, 999, 10000):
+        mean_loss, acc = net.evaluate(x, t, batch_size=chunk)
+        assert mean_loss == pytest.approx(loss, rel=1e-12)
+        assert acc == accuracy
+
+
+def test_one_hot_targets_equal_labels(batch100):
+    x, t = batch100
+    net = TwoLayerNet(784, 8, 10, seed=0)
+    one_hot = np.eye(10, dtype=np.float32)[t]
+    assert net.loss(x, one_hot) == net.loss(x, t)
+    assert net.accuracy(x, one_hot) == net.accuracy(x, t)
+    for method in ("backprop", "autograd", "numerical"):
+        by_label, by_one_hot = net.gradient(x, t, method), net.gradient(x, one_hot, method)
+        for name in PARAMS:
+            np.testing.assert_array_equal(by_label[name], by_one_hot[name])
+
+
+def test_inputs_of_another_dtype_are_converted_once():
+    net = TwoLayerNet(6, 3, 2, dtype=np.float32, seed=0)
+    x = np.random.default_rng(0).random((4, 6))  # float64
+    assert net.predict(x).dtype == np.float32
+    _, grads = net.loss_and_gradient(x, np.array([0, 1, 1, 0]))
+    assert all(g.dtype == np.float32 for g in grads.values())
+
+
+def test_bad_inputs_are_value_errors():
+    net = TwoLayerNet(6, 3, 2, seed=0)
+    with pytest.raises(ValueError, match="shape"):
+        net.predict(np.zeros((4, 5)))
+    with pytest.raises(ValueError, match="targets"):
+        net.loss(np.zeros((4, 6)), np.array([0, 1]))
+    with pytest.raises(ValueError, match="class indices"):
+        net.loss(np.zeros((2, 6)), np.array([0.0, 1.0]))
+    with pytest.raises(ConfigError, match="method"):
+        net.gradient(np.zeros((2, 6)), np.array([0, 1]), method="finite")
+    with pytest.raises(ConfigError, match="method"):
+        net.numerical_gradient(np.zeros((2, 6)), np.array([0, 1]), method="loop")
+
+
+# --- gradients ---
+
+
+def test_loss_and_gradient_returns_the_loss_of_the_same_pass(batch100):
+    x, t = batch100
+    net = TwoLayerNet(784, 20, 10, seed=0)
+    for method in ("backprop", "autograd", "numerical"):
+        loss, grads = net.loss_and_gradient(x, t, method)
+        assert isinstance(loss, float)
+        assert loss == pytest.approx(net.loss(x, t), rel=1e-14)
+        assert set(grads) == set(PARAMS)
+
+
+def test_backprop_buffers_are_reused_but_gradient_returns_copies(batch100):
+    x, t = batch100
+    net = TwoLayerNet(784, 20, 10, seed=0)
+    _, first = net.loss_and_gradient(x, t)
+    kept = first["W1"].copy()
+    _, second = net.loss_and_gradient(x[:50], t[:50])
+    assert second["W1"] is first["W1"]  # documented: the layers' own buffers, overwritten
+    assert not np.array_equal(first["W1"], kept)
+    kept = net.gradient(x[:50], t[:50])
+    net.gradient(x[50:], t[50:])
+    assert not np.array_equal(kept["W1"], net.gradient(x[50:], t[50:])["W1"])
+    assert kept["W1"] is not net.layers["Affine1"].dW
+
+
+def test_backprop_sees_replaced_parameters(batch100):
+    x, t = batch100
+    net = TwoLayerNet(784, 20, 10, seed=0)
+    net.gradient(x, t)
+    other = TwoLayerNet(784, 20, 10, init="he", seed=1)
+    net.params = {k: v.copy() for k, v in other.params.items()}
+    for name in PARAMS:
+        np.testing.assert_array_equal(net.gradient(x, t)[name], other.gradient(x, t)[name])
+
+
+def test_float32_backprop_stays_float32_and_matches_float64(batch100):
+    x, t = batch100
+    net64 = TwoLayerNet(784, 50, 10, seed=0)
+    net32 = TwoLayerNet(784, 50, 10, seed=0, dtype=np.float32)
+    loss32, g32 = net32.loss_and_gradient(x.astype(np.float32), t)
+    assert loss32 == pytest.approx(net64.loss(x, t), rel=1e-6)
+    g64 = net64.gradient(x, t)
+    for name in PARAMS:
+        assert g32[name].dtype == np.float32
+        assert relative_error(g32[name], g64[name]) < 1e-5
+
+
+def test_backprop_matches_the_analytic_gradient_of_the_output_layer(batch100):
+    x, t = batch100
+    net = TwoLayerNet(784, 50, 10, seed=0)
+    p = net.params
+    hidden = 1 / (1 + np.exp(-(x @ p["W1"] + p["b1"])))
+    delta = (softmax(hidden @ p["W2"] + p["b2"]) - np.eye(10)[t]) / len(t)
+    grads = net.gradient(x, t)
+    np.testing.assert_allclose(grads["W2"], hidden.T @ delta, rtol=1e-12, atol=1e-18)
+    np.testing.assert_allclose(grads["b2"], delta.sum(axis=0), rtol=1e-12, atol=1e-18)
+    assert net.loss(x, t) == pytest.approx(softmax_cross_entropy(hidden @ p["W2"] + p["b2"], t),
+                                           rel=1e-14)
+
+
+@pytest.mark.parametrize("name", PARAMS)
+def test_vectorized_numerical_matches_backprop_on_real_mnist(full_net_gradients, name):
+    """The issue's pin on the full 784-50-10 net with the book's init, batch 100, float64."""
+    g = full_net_gradients
+    assert relative_error(g["numerical"][name], g["backprop"][name]) <= 1e-7
+
+
+@pytest.mark.parametrize("name", PARAMS)
+def test_autograd_matches_backprop_on_real_mnist(full_net_gradients, name):
+    g = full_net_gradients
+    assert relative_error(g["autograd"][name], g["backprop"][name]) <= 1e-12
+
+
+def test_a_few_backprop_steps_lower_the_loss(mnist):
+    (x_train, t_train), _ = mnist
+    x, t = x_train[:1000], t_train[:1000]
+    net = TwoLayerNet(784, 50, 10, dtype=np.float32, seed=0)
+    before = net.loss(x, t)
+    for step in range(60):
+        rows = slice(100 * (step % 10), 100 * (step % 10) + 100)
+        _, grads = net.loss_and_gradient(x[rows], t[rows])
+        for name in PARAMS:
+            net.params[name] -= 0.5 * grads[name]
+    assert net.loss(x, t) < before - 0.1
+
+
+# --- save / load ---
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_save_load_round_trip(tmp_path, dtype):
+    net = TwoLayerNet(12, 5, 3, init="he", dtype=dtype, seed=3)
+    path = tmp_path / "model.npz"
+    net.save(path, metadata={"epochs": 3, "note": "round trip"})
+    loaded = TwoLayerNet.load(path)
+    assert (loaded.input_size, loaded.hidden_size, loaded.output_size) == (12, 5, 3)
+    assert loaded.dtype == np.dtype(dtype)
+    assert loaded.metadata == {"epochs": 3, "note": "round trip"}
+    for name in PARAMS:
+        np.testing.assert_array_equal(loaded.params[name], net.params[name])
+        assert loaded.params[name].dtype == np.dtype(dtype)
+    x = np.random.default_rng(0).random((4, 12))
+    np.testing.assert_array_equal(loaded.predict(x), net.predict(x))
+    assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]  # no temporary left
+
+
+def test_save_uses_the_nets_metadata_by_default(tmp_path):
+    net = TwoLayerNet(4, 3, 2, seed=0)
+    net.metadata = {"source": "test"}
+    net.save(tmp_path / "m.npz")
+    assert TwoLayerNet.load(tmp_path / "m.npz").metadata == {"source": "test"}
+
+
+def saved_arrays(tmp_path) -> dict[str, np.ndarray]:
+    path = tmp_path / "good.npz"
+    TwoLayerNet(6, 4, 3, seed=0).save(path, metadata={"a": 1})
+    with np.load(path) as archive:
+        return {k: archive[k] for k in archive.files}
+
+
+def write(tmp_path, arrays: dict[str, np.ndarray], allow_pickle: bool = False):
+    path = tmp_path / "bad.npz"
+    with open(path, "wb") as handle:
+        np.savez(handle, allow_pickle=allow_pickle, **arrays)
+    return path
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda a: a.pop("W2"), "missing W2"),
+    (lambda a: a.update(W1=np.zeros((6, 5))), r"W1 has shape \(6, 5\), expected \(6, 4\)"),
+    (lambda a: a.update(b1=np.zeros(4, dtype=np.float32)), "b1 has dtype float32"),
+    (lambda a: a["W2"].__setitem__((0, 0), np.nan), "W2 contains NaN"),
+    (lambda a: a.update(b2=np.array([1.0, np.inf, 0.0])), "b2 contains NaN or infinite"),
+    (lambda a: a.update(format_version=np.array(2)), "format version 2 is not supported"),
+    (lambda a: a.update(format_version=np.array("1")), "format_version is not an integer"),
+    (lambda a: a.update(sizes=np.array([6, 4])), "sizes must be 3 positive integers"),
+    (lambda a: a.update(dtype=np.array("float16")), "'float16' is not float32 or float64"),
+    (lambda a: a.update(metadata=np.array("{not json")), "metadata is not valid JSON"),
+    (lambda a: a.update(metadata=np.array("[1, 2]")), "metadata is not a JSON object"),
+])
+def test_load_names_what_is_wrong(tmp_path, change, message):
+    arrays = saved_arrays(tmp_path)
+    change(arrays)
+    path = write(tmp_path, arrays)
+    with pytest.raises(CheckpointError, match=message) as info:
+        TwoLayerNet.load(path)
+    assert str(path) in str(info.value)
+
+
+def test_load_refuses_object_arrays(tmp_path):
+    arrays = saved_arrays(tmp_path)
+    arrays["metadata"] = np.array([{"a": 1}], dtype=object)
+    path = write(tmp_path, arrays, allow_pickle=True)
+    with pytest.raises(CheckpointError, match="'metadata' cannot be read without pickle"):
+        TwoLayerNet.load(path)
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.9, 0.0])
+def test_load_of_a_truncated_file(tmp_path, keep):
+    good = tmp_path / "good.npz"
+    TwoLayerNet(30, 20, 10, seed=0).save(good)
+    data = good.read_bytes()
+    path = tmp_path / "cut.npz"
+    path.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(CheckpointError, match="cut.npz: not a readable .npz"):
+        TwoLayerNet.load(path)
+
+
+def test_load_of_a_missing_file_and_of_a_damaged_member(tmp_path):
+    with pytest.raises(CheckpointError, match="nothing.npz: no such file"):
+        TwoLayerNet.load(tmp_path / "nothing.npz")
+    # a valid zip whose W1 member is not an .npy
+    path = tmp_path / "odd.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        for key, value in saved_arrays(tmp_path).items():
+            archive.writestr(f"{key}.npy", b"garbage" if key == "W1" else _npy(value))
+    with pytest.raises(CheckpointError, match="odd.npz"):
+        TwoLayerNet.load(path)
+
+
+def _npy(array: np.ndarray) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def test_save_refuses_metadata_json_cannot_hold(tmp_path):
+    with pytest.raises(ValueError):
+        TwoLayerNet(4, 3, 2, seed=0).save(tmp_path / "m.npz", metadata={"loss": float("nan")})
+    assert not (tmp_path / "m.npz").exists()
+    json.dumps(TwoLayerNet(4, 3, 2, seed=0).metadata)  # the default is an empty JSON object

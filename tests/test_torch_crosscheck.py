@@ -1,0 +1,61 @@
+"""PyTorch as an outside reference: torch.autograd in float64 must agree with backprop.
+
+Skipped when torch is not installed; CI installs it, so there it runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from mnist_twolayer.gradcheck import relative_error, run_gradcheck, torch_gradient  # noqa: E402
+from mnist_twolayer.network import TwoLayerNet  # noqa: E402
+
+PARAMS = ("W1", "b1", "W2", "b2")
+
+
+@pytest.fixture(scope="module")
+def batch100(mnist):
+    (x_train, t_train), _ = mnist
+    index = np.random.default_rng(1).choice(len(x_train), 100, replace=False)
+    return x_train[index].astype(np.float64), t_train[index]
+
+
+@pytest.mark.parametrize("init", ["normal", "xavier"])
+def test_backprop_matches_torch_on_real_mnist(batch100, init):
+    x, t = batch100
+    net = TwoLayerNet(784, 50, 10, init=init, seed=0)
+    ours = net.gradient(x, t)
+    theirs = torch_gradient(net.params, x, t)
+    for name in PARAMS:
+        assert theirs[name].dtype == np.float64
+        assert relative_error(ours[name], theirs[name]) <= 1e-12, name
+
+
+def test_loss_matches_torch(batch100):
+    x, t = batch100
+    net = TwoLayerNet(784, 50, 10, init="he", seed=2)
+    p = {k: torch.from_numpy(v) for k, v in net.params.items()}
+    logits = torch.sigmoid(torch.from_numpy(x) @ p["W1"] + p["b1"]) @ p["W2"] + p["b2"]
+    expected = torch.nn.functional.cross_entropy(logits, torch.from_numpy(t.astype(np.int64)))
+    assert net.loss(x, t) == pytest.approx(float(expected), rel=1e-14)
+
+
+def test_float32_backprop_is_within_float32_rounding_of_torch(batch100):
+    x, t = batch100
+    net = TwoLayerNet(784, 50, 10, dtype=np.float32, seed=0)
+    ours = net.gradient(x.astype(np.float32), t)
+    theirs = torch_gradient(net.params, x.astype(np.float32), t)
+    for name in PARAMS:
+        assert relative_error(ours[name], theirs[name]) <= 1e-5, name
+
+
+def test_gradcheck_includes_torch_when_installed(mnist):
+    (x_train, t_train), _ = mnist
+    result = run_gradcheck(x_train[:8], t_train[:8], hidden=7,
+                           methods=["backprop", "torch"])
+    assert "torch" in result.timings
+    for name in PARAMS:
+        assert result.find("backprop", "torch", name).rel_error <= 1e-12

@@ -328,31 +328,25 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 
 def _add_plot(sub: argparse._SubParsersAction) -> None:
+    from .plots import RUN_METRICS
+
     p = sub.add_parser("plot", help="overlay the curves of several runs in one figure")
     p.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR", help="run folders")
     p.add_argument("--out", type=Path, default=Path("runs.png"),
                    help="PNG file to write (default: runs.png)")
+    p.add_argument("--metric", choices=RUN_METRICS, default="test_accuracy",
+                   help="the curve to compare (default: test_accuracy)")
     p.set_defaults(run=_run_plot)
 
 
 def _run_plot(args: argparse.Namespace) -> int:
     from . import plots
+    from .trainer import load_history
 
-    runs = []
-    for run_dir in args.runs:
-        path = run_dir / "history.json"
-        try:
-            history = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{run_dir} is not a run folder: no history.json") from None
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"{path}: not a history file ({exc})") from None
-        if not isinstance(history, dict) or not {"epochs", "iteration_loss"} <= history.keys():
-            raise ConfigError(f"{path}: not a history file (no epochs / iteration_loss)")
-        runs.append((run_dir.name or str(run_dir), history))
+    runs = [(run_dir.name or str(run_dir), load_history(run_dir)) for run_dir in args.runs]
     if args.out.suffix.lower() != ".png":
         raise ConfigError(f"--out {args.out}: figures are PNG files; use a .png name")
-    print(f"wrote {plots.plot_runs(runs, args.out)}")
+    print(f"wrote {plots.plot_runs(runs, args.out, metric=args.metric)}")
     return 0
 
 

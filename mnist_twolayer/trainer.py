@@ -539,6 +539,20 @@ class Trainer:
         return metrics
 
 
+def load_history(run_dir: str | Path) -> dict[str, Any]:
+    """The history.json of a run folder, checked for the two lists every run has."""
+    path = Path(run_dir) / "history.json"
+    try:
+        history = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{run_dir} is not a run folder: no history.json") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: not a history file ({exc})") from None
+    if not isinstance(history, dict) or not {"epochs", "iteration_loss"} <= history.keys():
+        raise ConfigError(f"{path}: not a history file (no epochs / iteration_loss)")
+    return history
+
+
 def read_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Arrays and metadata of a checkpoint; any damage is a CheckpointError, never pickle."""
     if not path.is_file():

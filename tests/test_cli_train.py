@@ -165,3 +165,16 @@ def test_missing_paths_are_one_line(args, message, tmp_path, capsys, monkeypatch
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
+
+
+def test_plot_accuracy_script_runs_a_sweep(tmp_path):
+    out = tmp_path / "sweep.png"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "plot_accuracy.py"), "--values", "8,16",
+         "--epochs", "1", "--train-size", "500", "--runs-dir", str(tmp_path / "runs"),
+         "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0].startswith("hidden=8: test accuracy ")
+    assert (tmp_path / "runs" / "hidden-16" / "model.npz").is_file()
+    with Image.open(out) as image:
+        assert image.format == "PNG"

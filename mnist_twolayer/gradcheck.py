@@ -43,12 +43,9 @@ def default_methods() -> tuple[str, ...]:
 def parse_methods(text: str) -> tuple[str, ...]:
     """Method names from a comma-separated list, checked, in the order given, without repeats."""
     names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in METHODS]
-    if unknown:
-        raise ConfigError(f"unknown gradient method {', '.join(map(repr, unknown))}; "
-                          f"choose from {', '.join(METHODS)}")
     if not names:
         raise ConfigError(f"no gradient method given; choose from {', '.join(METHODS)}")
+    check_methods(names)
     return tuple(dict.fromkeys(names))
 
 
@@ -73,20 +70,25 @@ def torch_gradient(params: Mapping[str, np.ndarray], x: np.ndarray, t: np.ndarra
     return {k: p[k].grad.numpy() for k in PARAM_NAMES}
 
 
+def check_methods(methods: Sequence[str]) -> None:
+    """Refuse unknown paths, and torch without PyTorch, before any work starts."""
+    unknown = [name for name in methods if name not in METHODS]
+    if unknown:
+        raise ConfigError(f"unknown gradient method {', '.join(map(repr, unknown))}; "
+                          f"choose from {', '.join(METHODS)}")
+    if "torch" in methods and not torch_available():
+        raise ConfigError("the torch path needs PyTorch: pip install 'mnist_twolayer[torch]' "
+                          "or leave torch out of the methods")
+
+
 def compute_gradients(net: TwoLayerNet, x: np.ndarray, t: np.ndarray, method: str) -> Gradients:
     """The gradient of ``net.loss(x, t)`` by one of :data:`METHODS`, in arrays the caller owns."""
-    if method in ("backprop", "autograd"):
-        return net.gradient(x, t, method)
-    if method == "numerical_nditer":
-        return net.numerical_gradient(x, t, "nditer", h=H)
-    if method == "numerical_vectorized":
-        return net.numerical_gradient(x, t, "vectorized", h=H)
+    check_methods([method])
     if method == "torch":
-        if not torch_available():
-            raise ConfigError("the torch path needs PyTorch: pip install 'mnist_twolayer[torch]' "
-                              "or leave torch out of the methods")
         return torch_gradient(net.params, x, t)
-    raise ConfigError(f"unknown gradient method {method!r}; choose from {', '.join(METHODS)}")
+    if method.startswith("numerical_"):
+        return net.numerical_gradient(x, t, method.removeprefix("numerical_"), h=H)
+    return net.gradient(x, t, method)
 
 
 def _timed(fn: Callable[[], Gradients]) -> tuple[Gradients, float]:
@@ -173,13 +175,7 @@ def run_gradcheck(x: np.ndarray, t: np.ndarray, *, hidden: int = 50, output_size
 
     ``config`` adds to (or overrides) the description of the run in the result."""
     methods = tuple(methods) if methods is not None else default_methods()
-    for method in methods:
-        if method not in METHODS:
-            raise ConfigError(f"unknown gradient method {method!r}; "
-                              f"choose from {', '.join(METHODS)}")
-    if "torch" in methods and not torch_available():
-        raise ConfigError("the torch path needs PyTorch: pip install 'mnist_twolayer[torch]' "
-                          "or leave torch out of the methods")
+    check_methods(methods)
     if "torch" in methods:
         importlib.import_module("torch")  # a second or two, not part of the torch path's time
     net = TwoLayerNet(x.shape[1], hidden, output_size, dtype=dtype, seed=seed)

@@ -3,8 +3,8 @@
 Each layer caches what its backward pass needs during ``forward`` and returns the gradient of the
 loss with respect to its input from ``backward``; Affine also keeps ``dW`` and ``db``.
 
-Unlike the book's layers, these write into buffers they own and reuse while the batch shape and
-dtype stay the same: a training step then allocates almost nothing. The price is that an array a
+Unlike the book's layers, these write into buffers they own and reuse while the shapes and dtype
+stay the same: a training step then allocates almost nothing. The price is that an array a
 layer returns (its output, ``dx``, ``dW``, ``db``) is overwritten by the layer's next call; copy it
 to keep it. Nothing is upcast: float32 inputs and parameters give float32 results.
 """

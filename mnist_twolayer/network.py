@@ -262,7 +262,11 @@ class TwoLayerNet:
         The loaded metadata is in :attr:`metadata`.
         """
         try:
-            with np.load(path, allow_pickle=False) as archive:
+            archive = np.load(path, allow_pickle=False)
+            if not isinstance(archive, np.lib.npyio.NpzFile):  # a lone .npy array
+                raise CheckpointError(f"{path}: holds a single .npy array, not a saved model "
+                                      f"(.npz)")
+            with archive:
                 arrays = {}
                 for key in archive.files:
                     try:

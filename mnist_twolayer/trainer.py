@@ -416,10 +416,7 @@ class Trainer:
                     x_batch = shift_images(x_batch, config.augment_shift, self.rng, background)
                 loss, grads = net.loss_and_gradient(x_batch, t_batch, method=method)
                 if not loss < DIVERGED_LOSS:  # also catches NaN
-                    raise TrainingError(
-                        f"the loss reached {loss:.4g} at iteration {state.iteration + 1} (lr "
-                        f"{self.lr_at(state.iteration):g}); training diverged: lower the "
-                        f"learning rate (--lr). The last good checkpoint is in {self.run_dir}")
+                    raise self._diverged(loss, state.iteration + 1)
                 self.optimizer.update(net.params, grads, self.lr_at(state.iteration))
                 losses.append(float(loss))
                 state.iteration += 1
@@ -428,6 +425,8 @@ class Trainer:
                 if end_of_epoch or state.iteration == self.total_iterations:
                     state.epoch += 1 if end_of_epoch else 0
                     record = self._evaluate()
+                    if not record["train_loss"] < DIVERGED_LOSS:  # the last update blew up;
+                        raise self._diverged(record["train_loss"], state.iteration)  # not saved
                     self._after_evaluation(record, started)
                     bar.set_postfix(epoch=state.epoch, loss=f"{loss:.3f}",
                                     test_acc=f"{record['test_accuracy']:.4f}")
@@ -436,6 +435,12 @@ class Trainer:
                     self.save_checkpoint()
                     self.write_history()
         return self.finish()
+
+    def _diverged(self, loss: float, iteration: int) -> TrainingError:
+        return TrainingError(
+            f"the loss reached {loss:.4g} at iteration {iteration} (lr "
+            f"{self.lr_at(iteration - 1):g}); training diverged: lower the learning rate "
+            f"(--lr). The last good checkpoint is in {self.run_dir}")
 
     @contextmanager
     def _signals(self) -> Iterator[None]:

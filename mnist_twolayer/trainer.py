@@ -400,9 +400,11 @@ class Trainer:
         background = (0.0 - self.data.mean) / self.data.std
         method = config.gradient
         losses = state.history["iteration_loss"]
-        with self._signals(), tqdm(total=self.total_iterations, initial=state.iteration,
-                                   disable=self.quiet or None, unit="it", leave=False,
-                                   dynamic_ncols=True, file=sys.stderr) as bar:
+        # Overflow is what divergence looks like: the loss checks below report it in one line,
+        # so NumPy's warnings about it must not reach the terminal.
+        with self._signals(), np.errstate(all="ignore"), tqdm(
+                total=self.total_iterations, initial=state.iteration, disable=self.quiet or None,
+                unit="it", leave=False, dynamic_ncols=True, file=sys.stderr) as bar:
             started = time.perf_counter()
             while state.iteration < self.total_iterations and not state.stopped_early:
                 if self._signal is not None:

@@ -305,10 +305,32 @@ class Trainer:
     def resume(cls, run_dir: str | Path, *, data_dir: str | Path | None = None,
                quiet: bool = True,
                on_epoch: Callable[[dict[str, Any]], None] | None = None) -> Trainer:
-        """Rebuild a trainer from ``run_dir/checkpoint.npz``, exactly where it stopped."""
+        """Rebuild a trainer from ``run_dir/checkpoint.npz``, exactly where it stopped.
+
+        A checkpoint that does not fit (a member or field missing, a shape or dtype wrong) is a
+        CheckpointError naming the file, never a half-restored trainer.
+        """
+        if Path(run_dir).is_file():
+            raise CheckpointError(f"{run_dir} is a file; resume takes the run folder that holds "
+                                  f"checkpoint.npz")
         path = Path(run_dir) / "checkpoint.npz"
         arrays, meta = read_checkpoint(path)
-        config = TrainConfig.from_dict(meta["config"])
+        try:
+            config = TrainConfig.from_dict(dict(meta["config"]))
+            config.validate(sys.maxsize)  # wrong types fail here; sizes are checked by __init__
+            s, history = meta["state"], dict(meta["history"])
+            if not all(isinstance(history[k], list) for k in ("iteration_loss", "epochs")):
+                raise TypeError("the history does not hold lists")
+            state = TrainState(
+                iteration=s["iteration"], epoch=s["epoch"], position=s["position"],
+                permutation=arrays["permutation"], elapsed=s["elapsed"],
+                best_val_accuracy=s["best_val_accuracy"], best_epoch=s["best_epoch"],
+                evals_since_best=s["evals_since_best"], stopped_early=s["stopped_early"],
+                history=history, time_to_accuracy=s["time_to_accuracy"])
+            mean, std = float(s["mean"]), float(s["std"])
+        except (KeyError, TypeError, ValueError) as exc:
+            what = f"no {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+            raise CheckpointError(f"{path}: damaged or not a checkpoint ({what})") from None
         trainer = cls(config, run_dir, data_dir=data_dir, quiet=quiet, on_epoch=on_epoch)
         for key in PARAM_KEYS:
             expected = trainer.net.params[key]
@@ -317,18 +339,33 @@ class Trainer:
                 raise CheckpointError(f"{path}: parameter {key} is missing or does not fit the "
                                       f"config (expected {expected.shape} {expected.dtype})")
             expected[...] = value
+        # The velocity (there after the first update with momentum) and the best parameters
+        # (after the first evaluation with a validation split) are there, shaped like params.
+        params = trainer.net.params
+        for group, required in (("velocity", bool(config.momentum and state.iteration)),
+                                ("best", bool(config.val_size and history["epochs"]))):
+            found = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(group + "/")}
+            if set(found) != (set(PARAM_KEYS) if required else set()) or any(
+                    v.shape != params[k].shape or v.dtype != params[k].dtype
+                    for k, v in found.items()):
+                raise CheckpointError(f"{path}: {group}/ arrays are missing or do not fit the "
+                                      f"parameters ({', '.join(sorted(found)) or 'none'} found)")
         trainer.optimizer.load_state_dict(arrays)
         if any(k.startswith("best/") for k in arrays):
             trainer.best_params = {k: arrays[f"best/{k}"].copy() for k in PARAM_KEYS}
-        trainer.rng.bit_generator.state = meta["rng_state"]
-        s = meta["state"]
-        trainer.state = TrainState(
-            iteration=s["iteration"], epoch=s["epoch"], position=s["position"],
-            permutation=arrays["permutation"].astype(np.int64), elapsed=s["elapsed"],
-            best_val_accuracy=s["best_val_accuracy"], best_epoch=s["best_epoch"],
-            evals_since_best=s["evals_since_best"], stopped_early=s["stopped_early"],
-            history=meta["history"], time_to_accuracy=s["time_to_accuracy"])
-        if abs(s["mean"] - trainer.data.mean) > 1e-12 or abs(s["std"] - trainer.data.std) > 1e-12:
+        perm = state.permutation
+        if (perm.ndim != 1 or perm.dtype.kind not in "iu" or perm.size not in (0, trainer.n_train)
+                or (perm.size and not 0 <= perm.min() <= perm.max() < trainer.n_train)
+                or not (isinstance(state.position, int) and 0 <= state.position <= perm.size)):
+            raise CheckpointError(f"{path}: the batch order (permutation, position) does not fit "
+                                  f"the {trainer.n_train} training samples")
+        state.permutation = perm.astype(np.int64)
+        try:
+            trainer.rng.bit_generator.state = meta["rng_state"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{path}: damaged random generator state ({exc})") from None
+        trainer.state = state
+        if abs(mean - trainer.data.mean) > 1e-12 or abs(std - trainer.data.std) > 1e-12:
             raise CheckpointError(f"{path}: the dataset changed since this run started "
                                   f"(input mean/std differ)")
         return trainer

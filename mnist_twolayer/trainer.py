@@ -604,7 +604,12 @@ def read_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
+        if "meta" not in arrays and {"sizes", *PARAM_KEYS} <= arrays.keys():
+            raise CheckpointError(f"{path}: a saved model (model.npz), not a training "
+                                  f"checkpoint; evaluate and predict take it, not --resume")
         meta = json.loads(str(arrays.pop("meta")[()]))
+        if not isinstance(meta, dict):
+            raise CheckpointError(f"{path}: damaged or not a checkpoint (meta is not an object)")
         if meta.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError(f"{path}: checkpoint format {meta.get('format')!r} is not "
                                   f"{CHECKPOINT_FORMAT}; it was written by another version")

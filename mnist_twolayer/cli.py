@@ -412,6 +412,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
         return EXIT_INTERRUPTED
+    except MemoryError as exc:  # sizes this machine cannot hold, e.g. --hidden 10**12
+        sys.stderr.write(f"error: out of memory ({exc or 'MemoryError'}); use smaller sizes "
+                         f"(--hidden, --batch-size, --train-size, --batch)\n")
+        return EXIT_USER_ERROR
     except OSError as exc:
         where = f": {exc.filename}" if exc.filename else ""
         sys.stderr.write(f"error: {exc.strerror or exc}{where}\n")

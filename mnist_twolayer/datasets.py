@@ -542,6 +542,10 @@ def download(name: str = "mnist", data_dir: str | os.PathLike[str] | None = None
                 except _Skip as exc:
                     failures.append(f"{source}: {exc}")
                     log.info("%s from %s failed: %s", f.filename, source, exc)
+                except OSError as exc:  # the folder (read-only, full), not the source, failed
+                    raise DatasetError(f"cannot write {f.filename} into {folder} "
+                                       f"({exc.strerror or exc}); free space there or choose "
+                                       f"another place with --data-dir or {ENV_DATA_DIR}") from None
             else:
                 hint = "" if from_dir else "; for a local copy use --from DIR or --mirror URL"
                 raise DatasetError(f"could not get {name} file {f.filename}: "

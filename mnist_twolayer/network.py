@@ -262,11 +262,15 @@ class TwoLayerNet:
         The loaded metadata is in :attr:`metadata`.
         """
         try:
-            archive = np.load(path, allow_pickle=False)
-            if not isinstance(archive, np.lib.npyio.NpzFile):  # a lone .npy array
+            with open(path, "rb") as handle:  # decide by the magic, before numpy guesses pickle
+                magic = handle.read(6)
+            if magic == b"\x93NUMPY":
                 raise CheckpointError(f"{path}: holds a single .npy array, not a saved model "
                                       f"(.npz)")
-            with archive:
+            if not magic.startswith(b"PK"):
+                raise CheckpointError(f"{path}: not a readable .npz file (no zip header); the "
+                                      f"file is damaged or not a saved model")
+            with np.load(path, allow_pickle=False) as archive:
                 arrays = {}
                 for key in archive.files:
                     try:

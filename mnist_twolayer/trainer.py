@@ -602,6 +602,12 @@ def read_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint here; is this a run folder?")
     try:
+        with open(path, "rb") as handle:  # decide by the magic, before numpy guesses pickle
+            magic = handle.read(6)
+        if magic == b"\x93NUMPY":
+            raise CheckpointError(f"{path}: holds a single .npy array, not a checkpoint (.npz)")
+        if not magic.startswith(b"PK"):
+            raise CheckpointError(f"{path}: damaged or not a checkpoint (no zip header)")
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
         if "meta" not in arrays and {"sizes", *PARAM_KEYS} <= arrays.keys():
@@ -621,6 +627,8 @@ def read_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
             raise CheckpointError(f"{path}: checkpoint lacks {', '.join(sorted(missing))}")
     except CheckpointError:
         raise
-    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+    except KeyError as exc:
+        raise CheckpointError(f"{path}: damaged or not a checkpoint (no {exc} member)") from None
+    except (OSError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as exc:
         raise CheckpointError(f"{path}: damaged or not a checkpoint ({exc})") from None
     return arrays, meta

@@ -1,0 +1,56 @@
+"""Helpers shared by the test_faults_* suites: a small real-MNIST dataset registered for one
+test, and stubs that keep figures out of runs whose figures are not under test."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnist_twolayer import idx, plots
+from mnist_twolayer.datasets import DATASETS, mnist_layout
+
+REPO = Path(__file__).resolve().parent.parent
+MINI_TRAIN, MINI_TEST = 600, 200
+_STEMS = {("train", "images"): "train-images-idx3-ubyte",
+          ("train", "labels"): "train-labels-idx1-ubyte",
+          ("test", "images"): "t10k-images-idx3-ubyte",
+          ("test", "labels"): "t10k-labels-idx1-ubyte"}
+
+
+@functools.lru_cache(maxsize=1)
+def mini_arrays() -> dict[tuple[str, str], np.ndarray]:
+    """The first 600 training and 200 test digits of the real MNIST."""
+    arrays = {}
+    for (split, kind), stem in _STEMS.items():
+        n = MINI_TRAIN if split == "train" else MINI_TEST
+        arrays[split, kind] = idx.read_idx(REPO / "data" / "mnist" / f"{stem}.gz")[:n].copy()
+    return arrays
+
+
+def register_mini(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> Path:
+    """Register dataset ``mini`` (no mirrors) with its verified gz files in ``data_dir/mini``;
+    return ``data_dir`` for ``data_dir=`` / ``--data-dir``."""
+    sha = {}
+    for key, array in mini_arrays().items():
+        idx.write_idx(data_dir / "mini" / f"{_STEMS[key]}.gz", array)
+        sha[_STEMS[key]] = hashlib.sha256(idx.encode_idx(array)).hexdigest()
+    monkeypatch.setitem(DATASETS, "mini", mnist_layout("mini", sha, mirrors=()))
+    return data_dir
+
+
+def no_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the five figures of a run no-ops: matplotlib costs seconds and is tested elsewhere."""
+    for name in ("plot_loss", "plot_accuracy", "plot_confusion", "plot_misclassified",
+                 "plot_weights"):
+        monkeypatch.setattr(plots, name, lambda *args, **kwargs: None)
+
+
+def one_error_line(err: str) -> str:
+    """The text of the single ``error: ...`` line that ``err`` must be; fails otherwise."""
+    assert err.count("\n") == 1 and err.endswith("\n"), repr(err)
+    assert err.startswith("error: ") and "Traceback" not in err, repr(err)
+    return err[len("error: "):-1]

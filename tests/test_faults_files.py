@@ -16,7 +16,6 @@ import os
 import shutil
 import signal
 import struct
-import tempfile
 import tracemalloc
 import zipfile
 from collections.abc import Callable
@@ -117,7 +116,9 @@ def test_header_claiming_huge_sizes_allocates_nothing(code: int, rank: int, dims
     assert peak < 64 * 1024
 
 
-GZ_DIR = Path(tempfile.mkdtemp(prefix="faults-idx-"))  # hypothesis reuses one file per example
+@pytest.fixture(scope="module")
+def gz_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("idx")  # one file, rewritten for each example
 
 
 @PROPERTY
@@ -125,14 +126,15 @@ GZ_DIR = Path(tempfile.mkdtemp(prefix="faults-idx-"))  # hypothesis reuses one f
     st.tuples(st.integers(0, 10**6), st.integers(1, 255)), max_size=3),
     tail=st.binary(max_size=8))
 def test_mutated_gz_files_are_a_dataset_error_and_allocate_little(
-        payload: bytes, cut: int, flips: list[tuple[int, int]], tail: bytes) -> None:
+        gz_dir: Path, payload: bytes, cut: int, flips: list[tuple[int, int]],
+        tail: bytes) -> None:
     """Damaged gzip around a damaged IDX: the reader, start to finish, raises only DatasetError
     naming the file, and its peak memory stays near the 1 MB read size."""
     data = bytearray(gzip.compress(payload, mtime=0))
     for where, mask in flips:
         data[where % len(data)] ^= mask
     data = data[:cut % (len(data) + 1)] + tail
-    path = GZ_DIR / "mutant.gz"
+    path = gz_dir / "mutant.gz"
     path.write_bytes(bytes(data))
     tracemalloc.start()
     try:

@@ -73,7 +73,7 @@ def test_book_job_runs_both_loops_on_the_same_work(report: dict[str, Any]) -> No
     # the same records: one loss per iteration, an evaluation every 600 iterations
     assert ref["losses_recorded"] == project["losses_recorded"] == 1000
     assert ref["evaluations"] == project["evaluations"] == 2
-    assert project["dtype"] == "float64" and project["hidden"] == 50
+    assert project["dtype"] == "float32" and project["hidden"] == 50
     for accuracy in (ref["test_accuracy"], project["test_accuracy"]):
         assert 0.7 < accuracy < 1.0
     assert book["accuracy_gap_points"] == pytest.approx(
@@ -82,7 +82,7 @@ def test_book_job_runs_both_loops_on_the_same_work(report: dict[str, Any]) -> No
         assert _positive(seconds)
     assert book["ratio"] == pytest.approx(project["train_seconds"] / ref["seconds"])
     assert project["wall_seconds"] >= project["train_seconds"]
-    assert report["book_job_float32"]["dtype"] == "float32"
+    assert report["book_job_float64"]["dtype"] == "float64"
 
 
 def test_numerical_gradients_agree(report: dict[str, Any]) -> None:

@@ -79,10 +79,18 @@ def test_export_folds_standardization_into_the_first_layer():
                                rtol=1e-10, atol=1e-12)
 
 
+def test_book_preset_trains_in_float32_by_default(tmp_path):
+    trainer = Trainer(config_from_preset("book", iters=1), tmp_path / "book")
+    assert trainer.net.params["W1"].dtype == np.float32
+    assert trainer.data.x_train.dtype == np.float32
+
+
 def test_book_preset_matches_a_plain_book_loop(tmp_path):
-    """The first iterations of --preset book are the book's ch. 4 loop, update for update."""
+    """The first iterations of --preset book --dtype float64 are the book's ch. 4 loop, update
+    for update (the batches are gathered in ascending row order: only rounding can differ)."""
     iters = 30
-    trainer = Trainer(config_from_preset("book", iters=iters), tmp_path / "book")
+    trainer = Trainer(config_from_preset("book", iters=iters, dtype="float64"),
+                      tmp_path / "book")
     x_train, t_train = trainer.data.x_train, trainer.data.t_train
     params = {k: v.copy() for k, v in trainer.net.params.items()}
     assert params["W1"].dtype == np.float64

@@ -394,6 +394,36 @@ def bench_book(iters: int, repeats: int, tmp: Path, data: tuple) -> dict[str, An
     }
 
 
+def bench_book_floor(iters: int, data: tuple) -> dict[str, Any]:
+    """The book job's large matrix products alone, in float32, with preallocated outputs: per
+    iteration x @ W1 (100x784 by 784x50) and x.T @ dout for dW1, plus x @ W1 over the 60,000
+    train and 10,000 test images at every evaluation. No loop, layer or optimizer can be faster
+    than this on the machine, so floor / reference is the best ratio it allows."""
+    (x_train, _), (x_test, _) = data
+    rng = np.random.default_rng(0)
+    w1 = (0.01 * rng.standard_normal((784, 50))).astype(np.float32)
+    dout = rng.standard_normal((100, 50)).astype(np.float32)
+    hidden, d_w1 = np.empty((100, 50), np.float32), np.empty((784, 50), np.float32)
+    batches = [np.sort(rng.integers(0, len(x_train), 100)) for _ in range(100)]
+    evaluations = iters // 600 + 1
+    log(f"book job floor: {iters} iterations of the two large products, {evaluations} "
+        f"evaluations")
+
+    def products() -> None:
+        for i in range(iters):
+            x = x_train[batches[i % 100]]
+            np.matmul(x, w1, out=hidden)
+            np.matmul(x.T, dout, out=d_w1)
+        for _ in range(evaluations):
+            for x in (x_train, x_test):
+                for start in range(0, len(x), 10000):
+                    x[start:start + 10000] @ w1
+
+    seconds, _ = _timed(products, 2)
+    return {"seconds": seconds, "iterations": iters, "evaluations": evaluations,
+            "dtype": "float32"}
+
+
 def bench_book_float64(iters: int, repeats: int, tmp: Path) -> dict[str, Any]:
     """The book job in float64 (``--preset book --dtype float64``): the book's arithmetic."""
     runs = [project_train("book", tmp / f"book64_{r}", iters=iters, dtype="float64")
@@ -606,6 +636,9 @@ def render_table(results: dict[str, Any]) -> str:
                                         f"{_fmt(b['ratio_wall'])})"),
         ("  test accuracy reference / project",
          f"{_fmt(ref['test_accuracy'], 4)} / {_fmt(proj['test_accuracy'], 4)}"),
+        ("  floor: the large products alone s", f"{_fmt(b['floor']['seconds'], 2)} (float32; "
+                                                f"floor / reference "
+                                                f"{_fmt(b['floor']['ratio_to_reference'])})"),
         ("  project --dtype float64 training s", f"{_fmt(b64['train_seconds'], 2)} (test "
                                                  f"accuracy {_fmt(b64['test_accuracy'], 4)})"),
         ("numerical gradient", f"{'-'.join(map(str, ng['net']))}, batch 100, float64"
@@ -683,6 +716,9 @@ def run(quick: bool, repeats: int = 1, threads: int | None = None) -> dict[str, 
         data = load_mnist(download=False)  # float32 in [0, 1], uint8 labels: the book's inputs
         results["book_job"] = bench_book(book_iters, repeats, tmp, data)
         results["book_job_float64"] = bench_book_float64(book_iters, repeats, tmp)
+        floor = results["book_job"]["floor"] = bench_book_floor(book_iters, data)
+        floor["ratio_to_reference"] = (floor["seconds"]
+                                       / results["book_job"]["reference"]["seconds"])
         results["torch"] = bench_torch(book_iters, repeats, data,
                                        results["book_job"]["project"]["train_seconds"])
         results["numerical_gradient"] = bench_numerical(10 if quick else 50, data, quick)

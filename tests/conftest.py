@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from faults_support import no_figures, register_mini
 
 from mnist_twolayer.datasets import DATASETS, ENV_MIRROR, DatasetSpec, load_mnist, mnist_layout
 from mnist_twolayer.idx import encode_idx, write_idx
@@ -169,3 +170,12 @@ def tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Tiny:
     monkeypatch.delenv(ENV_MIRROR, raising=False)
     spec = register(monkeypatch, "tiny", arrays, tmp_path / "source")
     return Tiny(spec, tmp_path / "source", arrays, tmp_path / "data")
+
+
+@pytest.fixture(scope="module")
+def mini_env(tmp_path_factory: pytest.TempPathFactory):
+    """Dataset ``mini`` (600 + 200 real digits) registered for the module; no figures."""
+    with pytest.MonkeyPatch.context() as mp:
+        data_dir = register_mini(mp, tmp_path_factory.mktemp("data"))
+        no_figures(mp)
+        yield data_dir

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from faults_support import no_figures, one_error_line, register_mini
+from faults_support import one_error_line
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -151,15 +151,6 @@ def test_mutated_gz_files_are_a_dataset_error_and_allocate_little(
 
 
 # --- a run, its checkpoint and its model, to damage ---
-
-
-@pytest.fixture(scope="module")
-def mini_env(tmp_path_factory: pytest.TempPathFactory):
-    """Dataset ``mini`` (600 + 200 real digits) registered for the module; no figures."""
-    with pytest.MonkeyPatch.context() as mp:
-        data_dir = register_mini(mp, tmp_path_factory.mktemp("data"))
-        no_figures(mp)
-        yield data_dir
 
 
 @pytest.fixture(scope="module")

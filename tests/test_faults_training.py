@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from faults_support import no_figures, one_error_line, register_mini
+from faults_support import no_figures, one_error_line
 
 from mnist_twolayer import cli, fileio
 from mnist_twolayer.errors import CheckpointError
@@ -38,15 +38,6 @@ from mnist_twolayer.trainer import (
 
 REPO = Path(__file__).resolve().parent.parent
 ENOSPC = os.strerror(errno.ENOSPC)
-
-
-@pytest.fixture(scope="module")
-def mini_env(tmp_path_factory: pytest.TempPathFactory):
-    """Dataset ``mini`` (600 + 200 real digits) registered for the module; no figures."""
-    with pytest.MonkeyPatch.context() as mp:
-        data_dir = register_mini(mp, tmp_path_factory.mktemp("data"))
-        no_figures(mp)
-        yield data_dir
 
 
 def model_arrays(run_dir: Path) -> dict[str, np.ndarray]:

@@ -67,11 +67,14 @@ class Variable:
     def cleargrad(self) -> None:
         self.grad = None
 
-    def backward(self) -> None:
+    def backward(self, retain_grad: bool = False) -> None:
         """Compute d(self)/d(v) for every variable v this one was computed from, into v.grad.
 
         The seed gradient is ones (1 for a scalar loss). Gradients add to whatever ``grad``
         already holds, so call :meth:`cleargrad` on reused leaves between backward passes.
+        Intermediate variables (self included) drop their gradient once it has been passed on,
+        as in DeZero, so a second backward through the same graph starts clean; pass
+        ``retain_grad=True`` to keep them for inspection.
         """
         if self.grad is None:
             self.grad = np.ones_like(self.data)
@@ -94,6 +97,9 @@ class Variable:
                 gx = as_array(gx)
                 x.grad = gx if x.grad is None else x.grad + gx
                 push(x.creator)
+            if not retain_grad:
+                for output in func.outputs:
+                    output().grad = None
 
     # operators, so that graphs read like the formulas they compute
     def __add__(self, other: Any) -> Variable:

@@ -51,6 +51,21 @@ def test_gradients_accumulate_when_a_variable_is_used_twice():
     assert x.grad == pytest.approx(27.0)
 
 
+def test_a_second_backward_through_the_same_graph_gives_the_same_gradient():
+    """Intermediate gradients are dropped after use, so they cannot leak into the next pass."""
+    x = var(3.0)
+    y = ag.square(x)
+    z = y * var(2.0)
+    z.backward()
+    assert x.grad == 12.0 and y.grad is None and z.grad is None
+    x.cleargrad()
+    z.backward()
+    assert x.grad == 12.0
+    x.cleargrad()
+    z.backward(retain_grad=True)
+    assert (x.grad, y.grad, z.grad) == (12.0, 2.0, 1.0)
+
+
 def test_generation_order_on_a_diamond_graph():
     """y = a^2 + a^2 with a = x^2: a's gradient must be complete before square(x) runs."""
     x = var(2.0)

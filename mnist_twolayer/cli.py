@@ -24,8 +24,8 @@ EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line, not a usage block."""
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line, not a usage block (scripts use it too)."""
 
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"error: {self.prog}: {message} (see --help)\n")
@@ -384,7 +384,7 @@ def _run_gradcheck(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="python -m mnist_twolayer",
         description="Train and inspect a NumPy two-layer network on MNIST.",
     )
@@ -404,8 +404,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    return run_reporting_errors(lambda: args.run(args))
+
+
+def run_reporting_errors(command: Callable[[], int]) -> int:
+    """Run ``command`` and return its exit status; a user's mistake, an interrupt, sizes too
+    large for memory or a write the OS refuses become one ``error:`` line and a status."""
     try:
-        return args.run(args)
+        return command()
     except MnistTwoLayerError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_USER_ERROR

@@ -9,19 +9,18 @@ shows the relative error of each compared pair per parameter on a log scale.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mnist_twolayer.cli import EXIT_USER_ERROR, nonnegative_int, positive_int
-from mnist_twolayer.errors import ConfigError, MnistTwoLayerError
+from mnist_twolayer.cli import OneLineParser, nonnegative_int, positive_int, run_reporting_errors
+from mnist_twolayer.errors import ConfigError
 from mnist_twolayer.gradcheck import METHODS, gradcheck_mnist, parse_methods, plot_comparisons
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog=Path(__file__).name, description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=positive_int, default=100,
                         help="training images in the batch (default: 100)")
     parser.add_argument("--hidden", type=positive_int, default=50,
@@ -34,7 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="PNG chart to write (default: gradcheck.png)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
+
+    def run() -> int:
         if args.out.suffix.lower() != ".png":
             raise ConfigError(f"--out {args.out}: the chart is a PNG file; use a .png name")
         methods = parse_methods(args.methods) if args.methods is not None else None
@@ -44,10 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if result.comparisons:
             plot_comparisons(result, args.out)
             print(f"\nwrote {args.out}")
-    except MnistTwoLayerError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return EXIT_USER_ERROR
-    return 0
+        return 0
+
+    return run_reporting_errors(run)
 
 
 if __name__ == "__main__":

@@ -10,14 +10,13 @@ folder under --runs-dir), then draws every run's curve with ``plots.plot_runs``.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mnist_twolayer.cli import EXIT_USER_ERROR, nonnegative_int, positive_int
-from mnist_twolayer.errors import ConfigError, MnistTwoLayerError
+from mnist_twolayer.cli import OneLineParser, nonnegative_int, positive_int, run_reporting_errors
+from mnist_twolayer.errors import ConfigError
 from mnist_twolayer.plots import RUN_METRICS, plot_runs
 from mnist_twolayer.trainer import Trainer, config_from_preset, load_history
 
@@ -51,7 +50,7 @@ def sweep(setting: str, values: Sequence, *, epochs: int, train_size: int | None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog=Path(__file__).name, description=__doc__.splitlines()[0])
     parser.add_argument("runs", type=Path, nargs="*", metavar="RUN_DIR",
                         help="existing run folders to draw (instead of a sweep)")
     parser.add_argument("--sweep", choices=sorted(SWEEPS), default="hidden",
@@ -68,7 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="PNG file to write (default: accuracy.png)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
+
+    def run() -> int:
         if args.out.suffix.lower() != ".png":
             raise ConfigError(f"--out {args.out}: the figure is a PNG file; use a .png name")
         if args.runs:
@@ -78,10 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                          epochs=args.epochs, train_size=args.train_size, seed=args.seed,
                          runs_dir=args.runs_dir)
         print(f"wrote {plot_runs(runs, args.out, metric=args.metric)}")
-    except MnistTwoLayerError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return EXIT_USER_ERROR
-    return 0
+        return 0
+
+    return run_reporting_errors(run)
 
 
 if __name__ == "__main__":

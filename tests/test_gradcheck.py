@@ -119,10 +119,7 @@ def test_cli_float32_table(capsys, mnist):
     (["--batch", "60001", "--methods", "backprop"], "larger than the 60000 training images"),
 ])
 def test_cli_bad_values_are_one_line_and_exit_2(capsys, mnist, argv, message):
-    try:
-        code = main(["gradcheck", *argv])
-    except SystemExit as exc:  # argparse's own errors
-        code = exc.code
+    code = main(["gradcheck", *argv])
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("error: ") and err.count("\n") == 1
@@ -146,3 +143,17 @@ def test_compare_gradients_script(tmp_path, capsys, mnist):
     assert out.read_bytes()[:4] == b"\x89PNG"
     assert script.main(["--methods", "backprop", "--out", str(tmp_path / "chart.jpg")]) == 2
     assert "use a .png name" in capsys.readouterr().err
+
+
+def test_compare_gradients_script_errors_are_one_line(tmp_path, capsys, mnist):
+    script = _load_script()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert script.main(["--batch", "2", "--hidden", "3", "--methods", "backprop,autograd",
+                        "--out", str(blocker / "chart.png")]) == 1
+    assert capsys.readouterr().err == f"error: Not a directory: {blocker}\n"
+    with pytest.raises(SystemExit) as exit_info:
+        script.main(["--batch", "0"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == ("error: compare_gradients.py: argument --batch: '0' must "
+                                       "be greater than 0 (see --help)\n")

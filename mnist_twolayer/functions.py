@@ -66,14 +66,28 @@ def _as_batch(y: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     t = np.asarray(t)
     if y.ndim == 1:
         y = y.reshape(1, -1)
-        t = t.reshape(1, -1) if t.size == y.size else t.reshape(1)
+        t = t.reshape(1, -1) if t.size == y.size else t.reshape(-1)
+    if t.ndim == 0 and y.shape[0] == 1:
+        t = t.reshape(1)
     if t.ndim == 2:
         if t.shape != y.shape:
             raise ValueError(f"one-hot targets of shape {t.shape} do not match {y.shape}")
         t = t.argmax(axis=1)
     if t.shape != (y.shape[0],):
         raise ValueError(f"{t.shape[0] if t.ndim else 1} targets for {y.shape[0]} samples")
+    check_class_indices(t, y.shape[1])
     return y, t
+
+
+def check_class_indices(t: np.ndarray, num_classes: int) -> None:
+    """Refuse targets that are not integers in 0 .. num_classes - 1 (NumPy would read -1 as
+    the last class)."""
+    if t.dtype.kind not in "iu":
+        raise ValueError(f"targets must be integer class indices or one-hot rows, "
+                         f"got {t.dtype} of shape {t.shape}")
+    if t.size and ((t.dtype.kind == "i" and t.min() < 0) or t.max() >= num_classes):
+        raise ValueError(f"class indices must be in 0..{num_classes - 1}, got values from "
+                         f"{t.min()} to {t.max()}")
 
 
 def cross_entropy_error(y: np.ndarray, t: np.ndarray, eps: float = CROSS_ENTROPY_EPS) -> float:
@@ -98,7 +112,11 @@ def softmax_cross_entropy(x: np.ndarray, t: np.ndarray) -> float:
 def sum_squared_error(y: np.ndarray, t: np.ndarray) -> float:
     """The book's 0.5 * sum((y - t)^2); ``t`` must have the shape of ``y`` (one-hot)."""
     y = _float_array(y)
-    return float(0.5 * np.sum((y - np.asarray(t, dtype=y.dtype)) ** 2))
+    t = np.asarray(t, dtype=y.dtype)
+    if t.shape != y.shape:
+        raise ValueError(f"targets of shape {t.shape} do not match outputs of shape {y.shape} "
+                         f"(sum_squared_error takes one-hot targets)")
+    return float(0.5 * np.sum((y - t) ** 2))
 
 
 def numerical_diff(f: Callable[[float], float], x: float, h: float = 1e-4) -> float:

@@ -85,7 +85,7 @@ def compute_gradients(net: TwoLayerNet, x: np.ndarray, t: np.ndarray, method: st
     """The gradient of ``net.loss(x, t)`` by one of :data:`METHODS`, in arrays the caller owns."""
     check_methods([method])
     if method == "torch":
-        return torch_gradient(net.params, x, t)
+        return torch_gradient(net.params, x, net._labels(t, len(x)))
     if method.startswith("numerical_"):
         return net.numerical_gradient(x, t, method.removeprefix("numerical_"), h=H)
     return net.gradient(x, t, method)

@@ -21,7 +21,7 @@ import numpy as np
 from . import autograd as ag
 from .errors import CheckpointError, ConfigError
 from .fileio import save_npz_atomic
-from .functions import log_softmax, sigmoid, softmax
+from .functions import check_class_indices, log_softmax, sigmoid, softmax
 from .gradient import numerical_gradient, two_layer_numerical_gradient
 from .layers import Affine, Sigmoid, SoftmaxWithLoss
 
@@ -103,11 +103,9 @@ class TwoLayerNet:
         t = np.asarray(t)
         if t.ndim == 2 and t.shape[1] == self.output_size:
             t = t.argmax(axis=1)
-        elif not np.issubdtype(t.dtype, np.integer):
-            raise ValueError(f"targets must be integer class indices or one-hot rows, "
-                             f"got {t.dtype} of shape {t.shape}")
         if t.shape != (n,):
             raise ValueError(f"expected {n} targets, got shape {t.shape}")
+        check_class_indices(t, self.output_size)
         return t
 
     # --- forward ---

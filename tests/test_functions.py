@@ -110,6 +110,19 @@ def test_cross_entropy_rejects_mismatched_targets():
         cross_entropy_error(np.full((3, 4), 0.25), np.array([0, 1]))
 
 
+@pytest.mark.parametrize("labels", [[0, -1], [0, 3]])
+def test_cross_entropy_rejects_class_indices_out_of_range(labels):
+    """-1 would silently pick the last class."""
+    with pytest.raises(ValueError, match=r"class indices must be in 0\.\.2"):
+        softmax_cross_entropy(np.zeros((2, 3)), np.array(labels))
+
+
+def test_cross_entropy_of_one_sample_takes_a_scalar_label():
+    y = np.array([[0.2, 0.8]])
+    assert cross_entropy_error(y, 1) == cross_entropy_error(y[0], 1) == cross_entropy_error(
+        y, np.array([1]))
+
+
 def test_softmax_cross_entropy_from_logits_needs_no_eps():
     x = np.array([[0.0, 0.0, -1000.0], [2.0, 1.0, 0.1]])
     t = np.array([2, 0], dtype=np.uint8)
@@ -122,6 +135,13 @@ def test_sum_squared_error_book_example():
     t = [0, 0, 1, 0, 0, 0, 0, 0, 0, 0]
     y = np.array([0.1, 0.05, 0.6, 0.0, 0.05, 0.1, 0.0, 0.1, 0.0, 0.0])
     assert sum_squared_error(y, t) == pytest.approx(0.0975, rel=1e-14)
+
+
+def test_sum_squared_error_refuses_class_indices():
+    """[0, 1, 2] against a 3x3 output would broadcast into a meaningless number."""
+    with pytest.raises(ValueError, match=r"targets of shape \(3,\) do not match outputs of "
+                                         r"shape \(3, 3\)"):
+        sum_squared_error(np.eye(3), [0, 1, 2])
 
 
 def test_numerical_diff_seed_and_book_values():

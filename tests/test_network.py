@@ -109,6 +109,21 @@ def test_one_hot_targets_equal_labels(batch100):
             np.testing.assert_array_equal(by_label[name], by_one_hot[name])
 
 
+@pytest.mark.parametrize("bad", [-1, 10])
+def test_labels_outside_the_classes_are_refused_by_every_path(batch100, bad):
+    x, t = batch100
+    t = t.astype(np.int64)
+    t[3] = bad
+    net = TwoLayerNet(784, 8, 10, seed=0)
+    calls = [lambda: net.loss(x, t), lambda: net.accuracy(x, t), lambda: net.evaluate(x, t),
+             *(lambda m=m: net.gradient(x, t, m) for m in ("backprop", "autograd")),
+             lambda: net.numerical_gradient(x, t)]
+    for call in calls:
+        with pytest.raises(ValueError, match=f"class indices must be in 0..9, got values from "
+                                             f"{min(bad, 0)} to {max(bad, 9)}"):
+            call()
+
+
 def test_inputs_of_another_dtype_are_converted_once():
     net = TwoLayerNet(6, 3, 2, dtype=np.float32, seed=0)
     x = np.random.default_rng(0).random((4, 6))  # float64

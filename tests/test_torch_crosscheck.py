@@ -59,3 +59,7 @@ def test_gradcheck_includes_torch_when_installed(mnist):
     assert "torch" in result.timings
     for name in PARAMS:
         assert result.find("backprop", "torch", name).rel_error <= 1e-12
+    one_hot = run_gradcheck(x_train[:8], np.eye(10)[t_train[:8]], hidden=7,
+                            methods=["backprop", "torch"])
+    for name in PARAMS:
+        assert one_hot.find("backprop", "torch", name).rel_error <= 1e-12

@@ -298,9 +298,12 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from .images import image_to_mnist
+    from .images import FIELD, image_to_mnist
 
     net = _load_model(args.model)
+    if net.input_size != FIELD * FIELD:
+        raise ConfigError(f"{args.model} takes {net.input_size} inputs; predict prepares "
+                          f"{FIELD}x{FIELD} digits ({FIELD * FIELD} inputs)")
     if args.top_k > net.output_size:
         raise ConfigError(f"--top-k {args.top_k} is more than the model's {net.output_size} "
                           f"classes")

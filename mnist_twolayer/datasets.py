@@ -222,7 +222,8 @@ def _load_cached(folder: Path, f: DataFile, spec: DatasetSpec) -> np.ndarray | N
     npy, meta_path = _cache_paths(folder, f)
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if (meta.get("format") != _CACHE_FORMAT or meta.get("sha256") != f.sha256
+        if (not isinstance(meta, dict) or meta.get("format") != _CACHE_FORMAT
+                or meta.get("sha256") != f.sha256
                 or meta.get("gz") != _stat_key(folder / f.filename)
                 or meta.get("npy_size") != npy.stat().st_size):
             log.info("cache of %s is stale", f.filename)
@@ -421,6 +422,8 @@ def _http_attempt(http: _Http, url: str, part: Path, f: DataFile) -> None:
     headers = {"Accept-Encoding": "identity"}
     try:
         meta = json.loads(part_meta.read_text(encoding="utf-8"))
+        if not isinstance(meta, dict):
+            raise ValueError("the sidecar is not a JSON object")
         offset = part.stat().st_size if meta.get("url") == url else 0
     except (OSError, ValueError):
         meta = {}

@@ -278,6 +278,9 @@ class TrainingInterrupted(Exception):
         super().__init__(f"interrupted at iteration {iteration}; checkpoint saved in {run_dir}")
 
 
+# What every per-epoch record of a history holds: numbers, or null for a split the run lacks.
+HISTORY_COLUMNS = ("epoch", "iteration", "seconds", "lr", "train_loss", "train_accuracy",
+                   "val_loss", "val_accuracy", "test_loss", "test_accuracy")
 RUN_FILES = ("config.json", "history.json", "history.csv", "metrics.json", "model.npz",
              "checkpoint.npz")
 FIGURES = ("loss.png", "accuracy.png", "confusion.png", "misclassified.png", "weights.png")
@@ -543,10 +546,8 @@ class Trainer:
     def write_history(self) -> None:
         history = self.state.history
         write_json_atomic(self.run_dir / "history.json", history)
-        columns = ["epoch", "iteration", "seconds", "lr", "train_loss", "train_accuracy",
-                   "val_loss", "val_accuracy", "test_loss", "test_accuracy"]
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore",
+        writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, extrasaction="ignore",
                                 lineterminator="\n")
         writer.writeheader()
         writer.writerows(history["epochs"])
@@ -611,7 +612,19 @@ def load_history(run_dir: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not a history file ({exc})") from None
     if not isinstance(history, dict) or not {"epochs", "iteration_loss"} <= history.keys():
         raise ConfigError(f"{path}: not a history file (no epochs / iteration_loss)")
+    losses, records = history["iteration_loss"], history["epochs"]
+    if not isinstance(losses, list) or not all(map(_is_number, losses)):
+        raise ConfigError(f"{path}: damaged history (iteration_loss is not a list of numbers)")
+    for n, record in enumerate(records if isinstance(records, list) else [None]):
+        if not isinstance(record, dict) or not _is_number(record.get("epoch")) or not all(
+                record.get(key) is None or _is_number(record[key]) for key in HISTORY_COLUMNS):
+            raise ConfigError(f"{path}: damaged history (epoch record {n} is not a record of "
+                              f"numbers)")
     return history
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

@@ -174,7 +174,8 @@ def test_touched_gz_is_verified_again(tiny: Tiny, monkeypatch: pytest.MonkeyPatc
     assert calls == [gz]
 
 
-@pytest.mark.parametrize("damage", ["truncate npy", "garbage sidecar", "resized npy"])
+@pytest.mark.parametrize("damage", ["truncate npy", "garbage sidecar", "sidecar not an object",
+                                    "resized npy"])
 def test_damaged_cache_is_rebuilt(tiny: Tiny, damage: str) -> None:
     folder = _installed(tiny)
     npy = folder / "train-images-idx3-ubyte.npy"
@@ -182,6 +183,8 @@ def test_damaged_cache_is_rebuilt(tiny: Tiny, damage: str) -> None:
         npy.write_bytes(npy.read_bytes()[:200])
     elif damage == "garbage sidecar":
         npy.with_name(npy.name + ".json").write_text("{not json")
+    elif damage == "sidecar not an object":
+        npy.with_name(npy.name + ".json").write_text("[]")
     else:  # a well-formed npy of the wrong array with a sidecar adjusted to match its size
         np.save(npy, np.zeros((21, 28, 28), dtype=np.uint8))
         meta_path = npy.with_name(npy.name + ".json")

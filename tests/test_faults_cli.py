@@ -161,6 +161,9 @@ CASES: dict[str, tuple[list[str], int, str]] = {
                             f"{P} evaluate: argument --json: ignored explicit argument 'yes' "
                             "(see --help)"),
     # --- predict ---
+    "predict with a model of 100 inputs": (["predict", "{model100}", "x.png"], 2,
+                                           "{model100} takes 100 inputs; predict prepares 28x28 "
+                                           "digits (784 inputs)"),
     "predict without images": (["predict", "{model}"], 2, f"{P} predict: the following "
                                "arguments are required: IMAGE (see --help)"),
     "predict --top-k 0": (["predict", "{model}", "x.png", "--top-k", "0"], 2, f"{P} predict: "
@@ -189,6 +192,9 @@ CASES: dict[str, tuple[list[str], int, str]] = {
                               "file (Expecting value: line 1 column 1 (char 0))"),
     "plot a history of something else": (["plot", "{other}"], 2, "{other}/history.json: not a "
                                          "history file (no epochs / iteration_loss)"),
+    "plot a history with a text accuracy": (["plot", "{damaged}"], 2, "{damaged}/history.json: "
+                                            "damaged history (epoch record 0 is not a record "
+                                            "of numbers)"),
     # --- gradcheck ---
     "gradcheck --batch 0": bad("--batch", "0", POSITIVE, "gradcheck"),
     "gradcheck --batch abc": bad("--batch", "abc", NOT_INT, "gradcheck"),
@@ -224,18 +230,22 @@ def places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
         mirrors=("http://nonexistent.invalid/",), local_dirs=()))
     (tmp_path / "a-file").write_text("just text")
     TwoLayerNet(784, 8, 10, seed=0).save(tmp_path / "model.npz")
+    TwoLayerNet(100, 8, 10, seed=0).save(tmp_path / "model100.npz")
     record = {"epoch": 1, "iteration": 10, "seconds": 0.5, "lr": 0.1, "train_loss": 0.5,
               "train_accuracy": 0.8, "val_loss": None, "val_accuracy": None, "test_loss": 0.6,
               "test_accuracy": 0.79}
     for name, text in (("run", json.dumps({"epochs": [record], "iteration_loss": [1.0, 0.5]})),
-                       ("broken", ""), ("other", json.dumps({"epochs": []}))):
+                       ("broken", ""), ("other", json.dumps({"epochs": []})),
+                       ("damaged", json.dumps({"epochs": [{**record, "test_accuracy": "a"}],
+                                               "iteration_loss": [1.0]}))):
         (tmp_path / name).mkdir()
         (tmp_path / name / "history.json").write_text(text)
     (tmp_path / "empty").mkdir()
     monkeypatch.chdir(tmp_path)
     return {"tmp": str(tmp_path), "file": str(tmp_path / "a-file"),
             "model": str(tmp_path / "model.npz"), "run": str(tmp_path / "run"),
-            "broken": str(tmp_path / "broken"), "other": str(tmp_path / "other")}
+            "broken": str(tmp_path / "broken"), "other": str(tmp_path / "other"),
+            "damaged": str(tmp_path / "damaged"), "model100": str(tmp_path / "model100.npz")}
 
 
 @pytest.mark.parametrize("case", list(CASES))

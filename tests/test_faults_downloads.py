@@ -324,7 +324,8 @@ def test_gz_that_does_not_decompress_never_enters_the_cache(damage: str, reason:
 # --- leftovers of a killed download ---
 
 
-@pytest.mark.parametrize("leftover", ["part without sidecar", "part of a changed file",
+@pytest.mark.parametrize("leftover", ["part without sidecar", "part with a sidecar not an object",
+                                      "part of a changed file",
                                       "truncated gz under the real name"])
 def test_leftover_of_a_killed_download_is_replaced(leftover: str, http_server,
                                                    tiny: Tiny) -> None:
@@ -335,6 +336,9 @@ def test_leftover_of_a_killed_download_is_replaced(leftover: str, http_server,
     part = tiny.folder / f".{IMAGES}.part"
     if leftover == "part without sidecar":
         part.write_bytes(b"\x1f\x8b junk that must not be resumed")
+    elif leftover == "part with a sidecar not an object":
+        part.write_bytes(b"\x1f\x8b junk that must not be resumed")
+        part.with_name(part.name + ".json").write_text("[]")
     elif leftover == "part of a changed file":  # same URL, but the server's file changed since
         part.write_bytes(b"\x1f\x8b bytes of an older version")
         part.with_name(part.name + ".json").write_text(

@@ -179,6 +179,7 @@ class Data:
     t_val: np.ndarray | None
     x_test: np.ndarray
     t_test: np.ndarray
+    x_test_raw: np.ndarray  # the [0, 1] test images, as evaluate gives them to a saved model
     mean: float = 0.0
     std: float = 1.0
 
@@ -204,7 +205,10 @@ def prepare_data(config: TrainConfig, data_dir: str | Path | None = None) -> Dat
         if config.val_size:
             x_val, t_val = x_train[val_idx], t_train[val_idx]
         x_train, t_train = x_train[train_idx], t_train[train_idx]
-    data = Data(x_train, t_train, x_val, t_val, x_test, t_test)
+    # (x - mean) / std cannot be undone exactly in float32, so the saved model is measured on
+    # a copy of the test images taken before standardizing
+    data = Data(x_train, t_train, x_val, t_val, x_test, t_test,
+                x_test.copy() if config.standardize else x_test)
     if config.standardize:
         data.mean, data.std = _mean_and_std(x_train)
         for x in (data.x_train, data.x_val, data.x_test):
@@ -261,7 +265,7 @@ class TrainState:
     permutation: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     elapsed: float = 0.0
     best_val_accuracy: float = -1.0
-    best_epoch: int = 0
+    best_epoch: float = 0
     evals_since_best: int = 0
     stopped_early: bool = False
     history: dict[str, list] = field(
@@ -430,7 +434,7 @@ class Trainer:
         if record["val_accuracy"] is not None:
             if record["val_accuracy"] > state.best_val_accuracy:
                 state.best_val_accuracy = record["val_accuracy"]
-                state.best_epoch = state.epoch
+                state.best_epoch = record["epoch"]
                 state.evals_since_best = 0
                 self.best_params = {k: v.copy() for k, v in self.net.params.items()}
             else:
@@ -465,6 +469,14 @@ class Trainer:
             started = time.perf_counter()
             while state.iteration < self.total_iterations and not state.stopped_early:
                 if self._signal is not None:
+                    if not all(np.isfinite(p).all() for p in net.params.values()):
+                        # the last update blew up before any loss could show it: keep the
+                        # previous checkpoint rather than saving these weights
+                        raise TrainingError(
+                            f"the weights stopped being finite after iteration "
+                            f"{state.iteration} (lr {self.lr_at(state.iteration - 1):g}); "
+                            f"training diverged: lower the learning rate (--lr). The last good "
+                            f"checkpoint is in {self.run_dir}")
                     state.elapsed += time.perf_counter() - started
                     self.save_checkpoint()
                     self.write_history()
@@ -568,8 +580,7 @@ class Trainer:
             kept.params[key][...] = self._kept_params()[key]
         model = export_model(kept, data.mean, data.std)
         # The saved model takes [0, 1] images: measure it on those, as `evaluate` will.
-        x_test = data.x_test * data.x_test.dtype.type(data.std) + data.x_test.dtype.type(
-            data.mean) if config.standardize else data.x_test
+        x_test = data.x_test_raw
         test_loss, test_accuracy = model.evaluate(x_test, data.t_test, batch_size=EVAL_CHUNK)
         train_loss, train_accuracy = kept.evaluate(data.x_train, data.t_train,
                                                    batch_size=EVAL_CHUNK)

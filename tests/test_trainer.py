@@ -19,6 +19,7 @@ from mnist_twolayer.trainer import (
     TrainingInterrupted,
     config_from_preset,
     export_model,
+    prepare_data,
     read_checkpoint,
     shift_images,
 )
@@ -77,6 +78,17 @@ def test_export_folds_standardization_into_the_first_layer():
     exported = export_model(net, mean, std)
     np.testing.assert_allclose(exported.predict(x), net.predict((x - mean) / std),
                                rtol=1e-10, atol=1e-12)
+
+
+def test_standardized_data_keeps_the_raw_test_images(mnist):
+    """The saved model is measured on the test images evaluate loads, not on a rebuilt copy:
+    (x - mean) / std * std + mean is not x again in float32."""
+    data = prepare_data(config_from_preset("default"))
+    raw = mnist[1][0]
+    np.testing.assert_array_equal(data.x_test_raw, raw)
+    assert abs(float(data.x_train.mean(dtype=np.float64))) < 1e-6
+    rebuilt = data.x_test * np.float32(data.std) + np.float32(data.mean)
+    assert not np.array_equal(rebuilt, raw)
 
 
 def test_book_preset_trains_in_float32_by_default(tmp_path):
@@ -177,6 +189,18 @@ def test_divergence_stops_with_a_hint_and_keeps_the_last_checkpoint(tmp_path):
     assert np.all(np.isfinite(arrays["param/W1"]))
 
 
+def test_a_signal_right_after_a_diverging_update_keeps_the_last_good_checkpoint(tmp_path):
+    """The update of iteration 1 overflows the weights; SIGINT arrives before iteration 2
+    looks at its loss. The non-finite weights must not replace the checkpoint."""
+    trainer = Trainer(_small_config(lr=1e300, momentum=0.0), tmp_path / "run")
+    _interrupt_at(trainer, 1, signal.SIGINT)
+    with pytest.raises(TrainingError, match=r"the weights stopped being finite after iteration "
+                                            r"1 .*training diverged: lower the learning rate"):
+        trainer.run()
+    arrays, meta = read_checkpoint(tmp_path / "run" / "checkpoint.npz")
+    assert meta["state"]["iteration"] == 0
+
+
 def test_validation_split_keeps_the_best_model_and_stops_early(tmp_path):
     trainer = Trainer(_small_config(epochs=40, patience=2, lr=2.0, momentum=0.9),
                       tmp_path / "run")
@@ -186,6 +210,8 @@ def test_validation_split_keeps_the_best_model_and_stops_early(tmp_path):
     best = max(r["val_accuracy"] for r in trainer.state.history["epochs"])
     assert metrics["val_accuracy"] == best
     assert metrics["model_from_epoch"] == trainer.state.best_epoch
+    assert {"epoch": metrics["model_from_epoch"], "val_accuracy": best}.items() <= next(
+        r for r in trainer.state.history["epochs"] if r["val_accuracy"] == best).items()
 
 
 def test_every_gradient_path_trains_the_same_net(tmp_path):

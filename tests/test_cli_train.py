@@ -105,17 +105,23 @@ def test_plot_overlays_runs(trained, tmp_path, capsys):
         assert image.format == "PNG"
 
 
-def test_sigint_saves_a_checkpoint_that_resumes(tmp_path):
+def test_sigint_saves_a_loadable_checkpoint_and_says_how_to_resume(tmp_path):
+    """The CLI side of an interrupt; that resuming is bit-identical is test_trainer's and
+    test_faults_training's part."""
     run_dir = tmp_path / "run"
     process = subprocess.Popen(
         [sys.executable, "-m", "mnist_twolayer", "train", "--train-size", "3000", "--hidden",
          "32", "--epochs", "400", "--out", str(run_dir)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not (run_dir / "history.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run_dir / "history.json").exists():
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
     assert process.returncode == 130, err
     assert "Traceback" not in err
     assert f"resume with: python -m mnist_twolayer train --resume {run_dir}" in err

@@ -542,7 +542,8 @@ def test_two_processes_downloading_at_once_share_one_download(http_server,
     server = http_server()
     for f in datasets.DATASETS["mnist"].files:
         server.files[f"/mnist/{f.filename}"] = (REPO / "data" / "mnist" / f.filename).read_bytes()
-    server.delay = 0.5  # the first process holds the lock for at least 2 s
+    server.delay = 1.5  # the first process holds the lock for at least 6 s: time enough for
+    # the second to start Python and reach the lock even on a busy machine
     mirror = f"{server.url}/mnist/"
     command = [sys.executable, "-m", "mnist_twolayer", "-v", "download", "--data-dir",
                str(tmp_path), "--mirror", mirror]

@@ -46,11 +46,15 @@ def test_weight_decay_touches_weights_not_biases():
     np.testing.assert_array_equal(params["b1"], [0.5])
 
 
-def test_float32_params_stay_float32():
-    params = {"W1": np.ones(3, dtype=np.float32)}
-    SGD(lr=0.1, momentum=0.9, weight_decay=1e-3).update(params,
-                                                       {"W1": np.ones(3, dtype=np.float32)})
-    assert params["W1"].dtype == np.float32
+def test_float32_params_are_updated_in_float32():
+    """No step is computed in float64 and rounded back: the result is float32 arithmetic's."""
+    params = {"W1": np.full(3, 0.7, dtype=np.float32)}
+    optimizer = SGD(lr=0.1, momentum=0.9, weight_decay=1e-3)
+    optimizer.update(params, {"W1": np.full(3, 0.3, dtype=np.float32)})
+    f = np.float32
+    velocity = f(0.3) + f(1e-3) * f(0.7)
+    np.testing.assert_array_equal(params["W1"], np.full(3, f(0.7) - f(0.1) * velocity))
+    assert optimizer.velocity["W1"].dtype == np.float32
 
 
 def test_state_dict_round_trip_continues_identically():

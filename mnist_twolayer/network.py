@@ -33,6 +33,7 @@ GRADIENT_METHODS = ("backprop", "autograd", "numerical")
 NUMERICAL_METHODS = ("nditer", "vectorized")
 FORMAT_VERSION = 1
 _DTYPES = {"float32": np.float32, "float64": np.float64}
+DTYPES = tuple(_DTYPES)
 
 
 def _positive_int(name: str, value: Any) -> int:

@@ -36,22 +36,18 @@ from tqdm import tqdm
 from .datasets import get_spec, load_mnist
 from .errors import CheckpointError, ConfigError, TrainingError
 from .fileio import save_npz_atomic, write_json_atomic, write_text_atomic
-from .network import TwoLayerNet
+from .network import DTYPES, GRADIENT_METHODS, INITS, PARAM_NAMES, TwoLayerNet
 from .optim import SCHEDULES, SGD, make_schedule
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
 ACCURACY_MILESTONES = (0.97, 0.98)
-GRADIENT_METHODS = ("backprop", "autograd", "numerical")
 SAMPLINGS = ("permutation", "replacement")
-INITS = ("normal", "xavier", "he")
-DTYPES = ("float32", "float64")
 EVAL_CHUNK = 10000
 # A mean cross-entropy this large means logits of that size: the weights have blown up. An exact
 # log-softmax keeps such a loss finite, so waiting for inf or NaN would train on garbage.
 DIVERGED_LOSS = 1000.0
-PARAM_KEYS = ("W1", "b1", "W2", "b2")
 
 
 @dataclass
@@ -234,7 +230,7 @@ def export_model(net: TwoLayerNet, mean: float, std: float) -> TwoLayerNet:
     """
     exported = TwoLayerNet(net.input_size, net.hidden_size, net.output_size,
                            dtype=net.dtype, seed=0)
-    for key in PARAM_KEYS:
+    for key in PARAM_NAMES:
         exported.params[key][...] = net.params[key]
     if mean != 0.0 or std != 1.0:
         w1 = net.params["W1"].astype(np.float64)
@@ -349,7 +345,7 @@ class Trainer:
             what = f"no {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
             raise CheckpointError(f"{path}: damaged or not a checkpoint ({what})") from None
         trainer = cls(config, run_dir, data_dir=data_dir, quiet=quiet, on_epoch=on_epoch)
-        for key in PARAM_KEYS:
+        for key in PARAM_NAMES:
             expected = trainer.net.params[key]
             value = arrays.get(f"param/{key}")
             if value is None or value.shape != expected.shape or value.dtype != expected.dtype:
@@ -362,14 +358,14 @@ class Trainer:
         for group, required in (("velocity", bool(config.momentum and state.iteration)),
                                 ("best", bool(config.val_size and history["epochs"]))):
             found = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(group + "/")}
-            if set(found) != (set(PARAM_KEYS) if required else set()) or any(
+            if set(found) != (set(PARAM_NAMES) if required else set()) or any(
                     v.shape != params[k].shape or v.dtype != params[k].dtype
                     for k, v in found.items()):
                 raise CheckpointError(f"{path}: {group}/ arrays are missing or do not fit the "
                                       f"parameters ({', '.join(sorted(found)) or 'none'} found)")
         trainer.optimizer.load_state_dict(arrays)
         if any(k.startswith("best/") for k in arrays):
-            trainer.best_params = {k: arrays[f"best/{k}"].copy() for k in PARAM_KEYS}
+            trainer.best_params = {k: arrays[f"best/{k}"].copy() for k in PARAM_NAMES}
         perm = state.permutation
         if (perm.ndim != 1 or perm.dtype.kind not in "iu" or perm.size not in (0, trainer.n_train)
                 or (perm.size and not 0 <= perm.min() <= perm.max() < trainer.n_train)
@@ -576,7 +572,7 @@ class Trainer:
         state, data, config = self.state, self.data, self.config
         kept = TwoLayerNet(self.net.input_size, self.net.hidden_size, self.net.output_size,
                            dtype=self.net.dtype, seed=0)
-        for key in PARAM_KEYS:
+        for key in PARAM_NAMES:
             kept.params[key][...] = self._kept_params()[key]
         model = export_model(kept, data.mean, data.std)
         # The saved model takes [0, 1] images: measure it on those, as `evaluate` will.
@@ -651,7 +647,7 @@ def read_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
             raise CheckpointError(f"{path}: damaged or not a checkpoint (no zip header)")
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
-        if "meta" not in arrays and {"sizes", *PARAM_KEYS} <= arrays.keys():
+        if "meta" not in arrays and {"sizes", *PARAM_NAMES} <= arrays.keys():
             raise CheckpointError(f"{path}: a saved model (model.npz), not a training "
                                   f"checkpoint; evaluate and predict take it, not --resume")
         meta = json.loads(str(arrays.pop("meta")[()]))

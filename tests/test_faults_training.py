@@ -29,7 +29,7 @@ from faults_support import no_figures, one_error_line
 from mnist_twolayer import cli, fileio
 from mnist_twolayer.errors import CheckpointError
 from mnist_twolayer.trainer import (
-    PARAM_KEYS,
+    PARAM_NAMES,
     Trainer,
     TrainingInterrupted,
     config_from_preset,
@@ -42,7 +42,7 @@ ENOSPC = os.strerror(errno.ENOSPC)
 
 def model_arrays(run_dir: Path) -> dict[str, np.ndarray]:
     with np.load(run_dir / "model.npz", allow_pickle=False) as archive:
-        return {key: archive[key] for key in PARAM_KEYS}
+        return {key: archive[key] for key in PARAM_NAMES}
 
 
 def assert_same_run(run_dir: Path, whole: Path) -> None:

@@ -214,6 +214,8 @@ def _run_train(args: argparse.Namespace) -> int:
                                  on_epoch=on_epoch)
     else:
         run_dir = args.out or _default_run_dir()
+        if run_dir.exists() and not run_dir.is_dir():
+            raise ConfigError(f"--out {run_dir} is a file; a run writes a folder")
         if (run_dir / "checkpoint.npz").exists():
             raise ConfigError(f"{run_dir} already holds a run; continue it with --resume "
                               f"{run_dir} or choose another --out")

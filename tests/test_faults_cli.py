@@ -132,6 +132,8 @@ CASES: dict[str, tuple[list[str], int, str]] = {
     "train --out under a file": (["train", "--out", "{file}/run", "--train-size", "100",
                                   "--hidden", "4", "--epochs", "1", "--quiet"], 1,
                                  "Not a directory: {file}/run"),
+    "train --out a file": (["train", "--out", "{file}", "--quiet"], 2,
+                           "--out {file} is a file; a run writes a folder"),
     "train --resume missing": (["train", "--resume", "{tmp}/nowhere"], 2,
                                "{tmp}/nowhere/checkpoint.npz: no checkpoint here; is this a run "
                                "folder?"),

@@ -44,11 +44,13 @@ class Variable:
 
     __array_ufunc__ = None  # so ndarray * Variable defers to Variable.__rmul__
 
-    def __init__(self, data: np.ndarray, name: str | None = None) -> None:
+    def __init__(self, data: np.ndarray, name: str | None = None, *,
+                 requires_grad: bool = True) -> None:
         if not isinstance(data, np.ndarray):
             raise TypeError(f"Variable data must be an ndarray, not {type(data).__name__}")
         self.data = data
         self.name = name
+        self.requires_grad = requires_grad
         self.grad: np.ndarray | None = None
         self.creator: Function | None = None
         self.generation = 0
@@ -94,6 +96,8 @@ class Variable:
             if not isinstance(gxs, tuple):
                 gxs = (gxs,)
             for x, gx in zip(func.inputs, gxs, strict=True):
+                if not x.requires_grad:
+                    continue
                 gx = as_array(gx)
                 x.grad = gx if x.grad is None else x.grad + gx
                 push(x.creator)
@@ -122,8 +126,9 @@ class Variable:
 
 
 def as_variable(obj: Any) -> Variable:
-    """Constants (arrays, scalars) become leaf Variables whose gradient nobody reads."""
-    return obj if isinstance(obj, Variable) else Variable(as_array(obj))
+    """Constants (arrays, scalars) become leaf Variables that take no gradient: backward
+    neither stores one nor, where a function can skip it (matmul), computes it."""
+    return obj if isinstance(obj, Variable) else Variable(as_array(obj), requires_grad=False)
 
 
 class Function:
@@ -181,9 +186,12 @@ class MatMul(Function):
     def forward(self, x: np.ndarray, W: np.ndarray) -> np.ndarray:
         return x @ W
 
-    def backward(self, gy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def backward(self, gy: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        # the product for a constant (the input batch, as large as the forward product) is
+        # skipped
         x, W = self.inputs
-        return gy @ W.data.T, x.data.T @ gy
+        return (gy @ W.data.T if x.requires_grad else None,
+                x.data.T @ gy if W.requires_grad else None)
 
 
 class Exp(Function):

@@ -152,3 +152,18 @@ def test_matmul_gives_both_gradients():
     ag.sum(ag.matmul(x, W)).backward()
     np.testing.assert_allclose(x.grad, np.ones((2, 4)) @ W.data.T, rtol=1e-14)
     np.testing.assert_allclose(W.grad, x.data.T @ np.ones((2, 4)), rtol=1e-14)
+
+
+def test_constants_take_no_gradient_and_matmul_skips_computing_it():
+    """The input batch of the net is a constant: its gradient (a product as large as the
+    forward one) is neither computed nor stored."""
+    x = np.arange(6.0).reshape(2, 3)
+    W = Variable(np.ones((3, 2)))
+    y = ag.sum(ag.matmul(x, W))
+    product = y.creator.inputs[0].creator
+    constant = product.inputs[0]
+    assert constant.requires_grad is False
+    assert product.backward(np.ones((2, 2)))[0] is None
+    y.backward()
+    np.testing.assert_array_equal(W.grad, x.T @ np.ones((2, 2)))
+    assert constant.grad is None

@@ -1,5 +1,6 @@
 """Crash-safe file writing: every file is written to a temporary name in the same folder and
-renamed into place, so a reader sees either the old file or the new one, never half of one."""
+renamed into place, so a reader sees either the old file or the new one, never half of one.
+And the one way .npz files are read back: without pickle, any damage a CheckpointError."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ import errno
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .errors import CheckpointError
 
 
 @contextmanager
@@ -79,3 +84,34 @@ def save_npz_atomic(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarra
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, **arrays)
+
+
+def read_npz(path: str | os.PathLike[str], kind: str) -> dict[str, np.ndarray]:
+    """Every array of the .npz at ``path``, read without pickle. ``kind`` names what the file
+    should be ("saved model", "checkpoint") in the CheckpointError any damage raises; no code
+    from the file ever runs."""
+    try:
+        with open(path, "rb") as handle:  # decide by the magic, before numpy guesses pickle
+            magic = handle.read(6)
+        if magic == b"\x93NUMPY":
+            raise CheckpointError(f"{path}: holds a single .npy array, not a {kind} (.npz)")
+        if not magic.startswith(b"PK"):
+            raise CheckpointError(f"{path}: not a readable .npz file (no zip header); the file "
+                                  f"is damaged or not a {kind}")
+        arrays = {}
+        with np.load(path, allow_pickle=False) as archive:
+            for key in archive.files:
+                try:
+                    arrays[key] = archive[key]
+                except ValueError as exc:
+                    raise CheckpointError(f"{path}: array {key!r} cannot be read without pickle "
+                                          f"({exc}); not a file this package wrote") from None
+                if not isinstance(arrays[key], np.ndarray):
+                    raise CheckpointError(f"{path}: member {key!r} is not a NumPy array; the "
+                                          f"file is damaged or not a {kind}")
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such file") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError) as exc:
+        raise CheckpointError(f"{path}: not a readable .npz file, perhaps truncated or damaged "
+                              f"({exc})") from None
+    return arrays

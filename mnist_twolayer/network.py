@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import zipfile
-import zlib
 from collections import OrderedDict
 from typing import Any
 
@@ -20,7 +18,7 @@ import numpy as np
 
 from . import autograd as ag
 from .errors import CheckpointError, ConfigError
-from .fileio import save_npz_atomic
+from .fileio import read_npz, save_npz_atomic
 from .functions import check_class_indices, log_softmax, sigmoid, softmax
 from .gradient import numerical_gradient, two_layer_numerical_gradient
 from .layers import Affine, Sigmoid, SoftmaxWithLoss
@@ -260,32 +258,7 @@ class TwoLayerNet:
 
         The loaded metadata is in :attr:`metadata`.
         """
-        try:
-            with open(path, "rb") as handle:  # decide by the magic, before numpy guesses pickle
-                magic = handle.read(6)
-            if magic == b"\x93NUMPY":
-                raise CheckpointError(f"{path}: holds a single .npy array, not a saved model "
-                                      f"(.npz)")
-            if not magic.startswith(b"PK"):
-                raise CheckpointError(f"{path}: not a readable .npz file (no zip header); the "
-                                      f"file is damaged or not a saved model")
-            with np.load(path, allow_pickle=False) as archive:
-                arrays = {}
-                for key in archive.files:
-                    try:
-                        arrays[key] = archive[key]
-                    except ValueError as exc:
-                        raise CheckpointError(f"{path}: array {key!r} cannot be read without "
-                                              f"pickle ({exc}); not a file this package wrote"
-                                              ) from None
-                    if not isinstance(arrays[key], np.ndarray):
-                        raise CheckpointError(f"{path}: member {key!r} is not a NumPy array; "
-                                              f"the file is damaged or not a saved model")
-        except FileNotFoundError:
-            raise CheckpointError(f"{path}: no such file") from None
-        except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError) as exc:
-            raise CheckpointError(f"{path}: not a readable .npz file, perhaps truncated or "
-                                  f"damaged ({exc})") from None
+        arrays = read_npz(path, "saved model")
 
         def fail(what: str) -> CheckpointError:
             return CheckpointError(f"{path}: {what}; not a model saved by TwoLayerNet.save "

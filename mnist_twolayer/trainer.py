@@ -23,7 +23,6 @@ import signal
 import sys
 import threading
 import time
-import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from tqdm import tqdm
 
 from .datasets import get_spec, load_mnist
 from .errors import CheckpointError, ConfigError, TrainingError
-from .fileio import save_npz_atomic, write_json_atomic, write_text_atomic
+from .fileio import read_npz, save_npz_atomic, write_json_atomic, write_text_atomic
 from .network import DTYPES, GRADIENT_METHODS, INITS, PARAM_NAMES, TwoLayerNet
 from .optim import SCHEDULES, SGD, make_schedule
 
@@ -638,15 +637,8 @@ def read_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Arrays and metadata of a checkpoint; any damage is a CheckpointError, never pickle."""
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint here; is this a run folder?")
+    arrays = read_npz(path, "checkpoint")
     try:
-        with open(path, "rb") as handle:  # decide by the magic, before numpy guesses pickle
-            magic = handle.read(6)
-        if magic == b"\x93NUMPY":
-            raise CheckpointError(f"{path}: holds a single .npy array, not a checkpoint (.npz)")
-        if not magic.startswith(b"PK"):
-            raise CheckpointError(f"{path}: damaged or not a checkpoint (no zip header)")
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
         if "meta" not in arrays and {"sizes", *PARAM_NAMES} <= arrays.keys():
             raise CheckpointError(f"{path}: a saved model (model.npz), not a training "
                                   f"checkpoint; evaluate and predict take it, not --resume")
@@ -666,6 +658,6 @@ def read_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         raise
     except KeyError as exc:
         raise CheckpointError(f"{path}: damaged or not a checkpoint (no {exc} member)") from None
-    except (OSError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+    except (ValueError, TypeError) as exc:  # meta that is not the JSON of a checkpoint
         raise CheckpointError(f"{path}: damaged or not a checkpoint ({exc})") from None
     return arrays, meta

@@ -250,12 +250,19 @@ def poke(key: str, index: tuple[int, ...], value: float) -> Callable[[dict, dict
 DAMAGED = "damaged or not a checkpoint"
 CHECKPOINT_FAULTS: dict[str, tuple[Callable[[Path, Path], None], str]] = {
     # name: (how to make the damaged checkpoint.npz, the message after "{path}: ")
-    "empty file": (raw_bytes(b""), f"{DAMAGED} (no zip header)"),
-    "truncated to 40%": (truncated(0.4), f"{DAMAGED} (File is not a zip file)"),
-    "truncated to 99%": (truncated(0.99), f"{DAMAGED} (File is not a zip file)"),
+    "empty file": (raw_bytes(b""), "not a readable .npz file (no zip header); the file is "
+                                   "damaged or not a checkpoint"),
+    "truncated to 40%": (truncated(0.4), "not a readable .npz file, perhaps truncated or "
+                                         "damaged (File is not a zip file)"),
+    "truncated to 99%": (truncated(0.99), "not a readable .npz file, perhaps truncated or "
+                                          "damaged (File is not a zip file)"),
     "random bytes": (raw_bytes(np.random.default_rng(5).bytes(3000)),
-                     f"{DAMAGED} (no zip header)"),
-    "a zip of something else": (zip_of_junk, f"{DAMAGED} (no 'meta' member)"),
+                     "not a readable .npz file (no zip header); the file is damaged or not a "
+                     "checkpoint"),
+    "a zip of something else": (zip_of_junk, "member 'notes.txt' is not a NumPy array; the "
+                                             "file is damaged or not a checkpoint"),
+    "a zip of arrays, no meta": (lambda good, out: np.savez(out, x=np.zeros(3)),
+                                 f"{DAMAGED} (no 'meta' member)"),
     "a .npy array": (npy_file, "holds a single .npy array, not a checkpoint (.npz)"),
     "missing permutation": (changed(lambda a, m: a.pop("permutation")),
                             f"{DAMAGED} (no 'permutation')"),
@@ -342,7 +349,8 @@ def test_pickled_object_in_a_checkpoint_never_runs(member: str, good_run: Path, 
     checkpoint_with(good_run / "checkpoint.npz", run_dir / "checkpoint.npz",
                     set_item(member, np.array([Plant(marker)], dtype=object)))
     path = run_dir / "checkpoint.npz"
-    expected = f"{path}: {DAMAGED} (Object arrays cannot be loaded when allow_pickle=False)"
+    expected = (f"{path}: array {member!r} cannot be read without pickle (Object arrays cannot "
+                f"be loaded when allow_pickle=False); not a file this package wrote")
     with pytest.raises(CheckpointError) as info:
         read_checkpoint(path)
     assert str(info.value) == expected

@@ -256,7 +256,8 @@ def test_unknown_preset_is_a_config_error():
 def test_damaged_checkpoint_is_a_checkpoint_error(tmp_path):
     path = tmp_path / "checkpoint.npz"
     path.write_bytes(b"PK\x03\x04 not really a zip")
-    with pytest.raises(CheckpointError, match="damaged or not a checkpoint"):
+    with pytest.raises(CheckpointError, match="checkpoint.npz: not a readable .npz file, "
+                                              "perhaps truncated or damaged"):
         read_checkpoint(path)
 
 

@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from . import __version__, idx
 from .errors import ConfigError, DatasetError
-from .fileio import atomic_path, write_json_atomic
+from .fileio import atomic_path, replace_durably, write_json_atomic
 
 try:
     import fcntl
@@ -359,10 +359,8 @@ def _install(candidate: Path, folder: Path, f: DataFile, spec: DatasetSpec) -> P
     except DatasetError as exc:
         candidate.unlink(missing_ok=True)
         raise _Skip(str(exc).replace(f"{candidate}: ", "")) from None
-    with open(candidate, "rb+") as handle:
-        os.fsync(handle.fileno())
     dest = folder / f.filename
-    os.replace(candidate, dest)
+    replace_durably(candidate, dest)
     _write_cache(folder, f, _stat_key(dest), array)
     return dest
 

@@ -37,14 +37,19 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
     try:
         yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
+        replace_durably(tmp, target)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError) and exc.filename is None:
             exc.filename = str(target)  # a full disk's ENOSPC names no file: name the one lost
         raise
+
+
+def replace_durably(source: Path, target: Path) -> None:
+    """Flush ``source`` to disk, then rename it over ``target`` (atomic within one folder)."""
+    with open(source, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(source, target)
 
 
 def _umask() -> int:

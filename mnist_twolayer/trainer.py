@@ -76,13 +76,16 @@ class TrainConfig:
     patience: int | None = None
     preset: str = "default"
 
-    def validate(self, n_train_available: int) -> None:
-        """Raise ConfigError for any setting that cannot work with this data."""
+    def validate(self, n_train_available: int | None = None) -> None:
+        """Raise ConfigError for any setting that cannot work (with this much training data,
+        when ``n_train_available`` is given)."""
         checks: list[tuple[bool, str]] = [
             (self.hidden >= 1, f"hidden size must be at least 1, got {self.hidden}"),
             (self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}"),
             (self.lr > 0 and math.isfinite(self.lr), f"learning rate must be > 0, got {self.lr}"),
             (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
+            (not self.nesterov or self.momentum > 0,
+             "Nesterov momentum needs --momentum greater than 0"),
             (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
             (self.schedule in SCHEDULES,
              f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}"),
@@ -108,6 +111,8 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        if n_train_available is None:
+            return
         if self.val_size >= n_train_available:
             raise ConfigError(f"validation size {self.val_size} leaves no training data: the "
                               f"training set has {n_train_available} samples")
@@ -187,6 +192,7 @@ def _seed_streams(seed: int) -> tuple[np.random.Generator, ...]:
 
 def prepare_data(config: TrainConfig, data_dir: str | Path | None = None) -> Data:
     """Load the dataset, split off validation, take the training subset, standardize."""
+    config.validate()  # before the data loads: a wrong setting should not wait for it
     dtype = np.dtype(config.dtype)
     (x_train, t_train), (x_test, t_test) = load_mnist(
         normalize=True, flatten=True, dataset=config.dataset, data_dir=data_dir, dtype=dtype)
@@ -329,7 +335,7 @@ class Trainer:
         arrays, meta = read_checkpoint(path)
         try:
             config = TrainConfig.from_dict(dict(meta["config"]))
-            config.validate(sys.maxsize)  # wrong types fail here; sizes are checked by __init__
+            config.validate()  # wrong types fail here; sizes are checked by __init__
             s, history = meta["state"], dict(meta["history"])
             if not all(isinstance(history[k], list) for k in ("iteration_loss", "epochs")):
                 raise TypeError("the history does not hold lists")

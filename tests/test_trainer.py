@@ -269,3 +269,11 @@ def test_shift_images_moves_each_digit_within_bounds():
     rows, cols = np.divmod(shifted.argmax(axis=1), 28)
     assert shifted.sum(axis=1).tolist() == [1.0] * 200
     assert set(rows.tolist()) == set(range(12, 17)) and set(cols.tolist()) == set(range(12, 17))
+
+
+def test_a_wrong_setting_is_reported_before_any_data_is_looked_for(tmp_path):
+    """An empty data folder would mean a download; the setting is refused first."""
+    config = config_from_preset("default", momentum=0.0, nesterov=True)
+    with pytest.raises(ConfigError, match="Nesterov momentum needs --momentum greater than 0"):
+        prepare_data(config, data_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []

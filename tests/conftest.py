@@ -32,6 +32,14 @@ def mnist() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray
     return data
 
 
+def mnist_batch(mnist, size: int, rng: int | np.random.Generator) -> tuple[np.ndarray,
+                                                                          np.ndarray]:
+    """``size`` distinct real training images (drawn by ``rng``) in float64, and their labels."""
+    (x_train, t_train), _ = mnist
+    index = np.random.default_rng(rng).choice(len(x_train), size, replace=False)
+    return x_train[index].astype(np.float64), t_train[index]
+
+
 class LocalServer:
     """A small HTTP server on 127.0.0.1 that serves ``files`` (URL path -> bytes).
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from conftest import mnist_batch
 
 from mnist_twolayer.gradient import numerical_gradient, two_layer_numerical_gradient
 from mnist_twolayer.network import TwoLayerNet
@@ -78,11 +79,9 @@ def test_float32_arrays_are_perturbed_in_their_own_dtype():
 
 def small_problem(mnist, hidden: int, batch: int, seed: int = 0):
     """A float64 batch of real MNIST images and a fresh book-initialized net."""
-    (x_train, t_train), _ = mnist
     rng = np.random.default_rng(seed)
-    index = rng.choice(len(x_train), batch, replace=False)
-    net = TwoLayerNet(784, hidden, 10, seed=rng)
-    return net, x_train[index].astype(np.float64), t_train[index]
+    x, t = mnist_batch(mnist, batch, rng)
+    return TwoLayerNet(784, hidden, 10, seed=rng), x, t
 
 
 def test_vectorized_equals_nditer_on_real_mnist(mnist):

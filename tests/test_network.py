@@ -6,21 +6,18 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import mnist_batch
 
 from mnist_twolayer.errors import CheckpointError, ConfigError
 from mnist_twolayer.functions import softmax, softmax_cross_entropy
 from mnist_twolayer.gradcheck import relative_error
+from mnist_twolayer.network import PARAM_NAMES as PARAMS
 from mnist_twolayer.network import TwoLayerNet
-
-PARAMS = ("W1", "b1", "W2", "b2")
 
 
 @pytest.fixture(scope="module")
 def batch100(mnist):
-    """100 real training images in float64 and their uint8 labels."""
-    (x_train, t_train), _ = mnist
-    index = np.random.default_rng(0).choice(len(x_train), 100, replace=False)
-    return x_train[index].astype(np.float64), t_train[index]
+    return mnist_batch(mnist, 100, 0)
 
 
 @pytest.fixture(scope="module")

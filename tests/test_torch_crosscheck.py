@@ -7,20 +7,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import mnist_batch
 
 torch = pytest.importorskip("torch")
 
 from mnist_twolayer.gradcheck import relative_error, run_gradcheck, torch_gradient  # noqa: E402
+from mnist_twolayer.network import PARAM_NAMES as PARAMS  # noqa: E402
 from mnist_twolayer.network import TwoLayerNet  # noqa: E402
-
-PARAMS = ("W1", "b1", "W2", "b2")
 
 
 @pytest.fixture(scope="module")
 def batch100(mnist):
-    (x_train, t_train), _ = mnist
-    index = np.random.default_rng(1).choice(len(x_train), 100, replace=False)
-    return x_train[index].astype(np.float64), t_train[index]
+    return mnist_batch(mnist, 100, 1)
 
 
 @pytest.mark.parametrize("init", ["normal", "xavier"])

@@ -1,10 +1,15 @@
 """Helpers shared by the test_faults_* suites: a small real-MNIST dataset registered for one
-test, and stubs that keep figures out of runs whose figures are not under test."""
+test, stubs that keep figures out of runs whose figures are not under test, and a SIGKILL at
+a chosen moment."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import signal
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -54,3 +59,19 @@ def one_error_line(err: str) -> str:
     assert err.count("\n") == 1 and err.endswith("\n"), repr(err)
     assert err.startswith("error: ") and "Traceback" not in err, repr(err)
     return err[len("error: "):-1]
+
+
+def kill_when(process: subprocess.Popen, ready: Callable[[], bool], timeout: float) -> None:
+    """SIGKILL ``process`` as soon as ``ready()`` holds; fail if it exits or time runs out
+    first. The process never outlives the call."""
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, f"not ready within {timeout} s"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=10)
+    finally:
+        process.kill()
+    assert process.returncode == -signal.SIGKILL

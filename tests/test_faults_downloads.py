@@ -15,7 +15,6 @@ import hashlib
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import LocalServer, Tiny, register
+from faults_support import kill_when
 
 from mnist_twolayer import cli, datasets, idx
 from mnist_twolayer.datasets import DatasetSpec, download, load_mnist
@@ -373,16 +373,9 @@ def test_download_process_killed_midway_leaves_a_partial_the_next_run_resumes(
     process = subprocess.Popen(
         [sys.executable, "-m", "mnist_twolayer", "download", "--data-dir", str(tmp_path),
          "--mirror", mirror, "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 30  # until it has all it will get: half, in 64 KB reads
-        while not (part.exists() and part.stat().st_size > size // 2 - (1 << 16)):
-            assert time.monotonic() < deadline and process.poll() is None
-            time.sleep(0.02)
-        process.send_signal(signal.SIGKILL)
-        process.communicate(timeout=10)
-    finally:
-        process.kill()
-    assert process.returncode == -signal.SIGKILL
+    # killed once it has all it will get: half the file, in 64 KB reads
+    kill_when(process, lambda: part.exists() and part.stat().st_size > size // 2 - (1 << 16),
+              timeout=30)
     assert not (folder / IMAGES).exists()
     kept = part.stat().st_size
     assert_only_verified(folder, datasets.DATASETS["mnist"], resumable=True)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from faults_support import no_figures, one_error_line
+from faults_support import kill_when, no_figures, one_error_line
 
 from mnist_twolayer import cli, fileio
 from mnist_twolayer.errors import CheckpointError
@@ -235,17 +235,7 @@ def test_sigkill_in_the_middle_of_a_checkpoint_write(whole_cli: Path, tmp_path: 
     ready = tmp_path / "ready"
     process = driver(["--out", str(run_dir)], FAULT_HANG_IN_CHECKPOINT="3",
                      FAULT_READY=str(ready))
-    try:
-        deadline = time.monotonic() + 60
-        while not ready.exists():
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        process.send_signal(signal.SIGKILL)
-        process.communicate(timeout=10)
-    finally:
-        process.kill()
-    assert process.returncode == -signal.SIGKILL
+    kill_when(process, ready.exists, timeout=60)
     assert run_files(run_dir) == [".tmp", "checkpoint.npz", "config.json", "history.csv",
                                   "history.json"]
     arrays, meta = read_checkpoint(run_dir / "checkpoint.npz")

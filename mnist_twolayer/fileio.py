@@ -1,12 +1,19 @@
 """Crash-safe file writing: every file is written to a temporary name in the same folder and
 renamed into place, so a reader sees either the old file or the new one, never half of one.
-And the one way .npz files are read back: without pickle, any damage a CheckpointError."""
+And the one way .npz files are read back: without pickle, any damage a CheckpointError.
+
+A temporary name carries the writer's process id (``.NAME.PID.RANDOM.tmp``). A process killed
+mid-write (SIGKILL, power loss) leaves its temporary file behind; the next successful write
+into the same folder removes those whose process is gone.
+"""
 
 from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
+import re
 import tempfile
 import zipfile
 import zlib
@@ -18,6 +25,10 @@ from typing import Any
 import numpy as np
 
 from .errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+_TEMPORARY = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]+\.tmp$")
 
 
 @contextmanager
@@ -31,7 +42,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         target.parent.mkdir(parents=True, exist_ok=True)
     except FileExistsError as exc:  # a file stands where a folder must be: say so
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), exc.filename) from None
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp",
+                                    dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
@@ -43,6 +55,41 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         if isinstance(exc, OSError) and exc.filename is None:
             exc.filename = str(target)  # a full disk's ENOSPC names no file: name the one lost
         raise
+    remove_stale_temporaries(target.parent)
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files in ``folder`` that a writer killed mid-write left behind (its
+    process no longer exists); return them. Files of live processes are never touched."""
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        match = _TEMPORARY.match(name)
+        if match is None or _process_exists(int(match.group(1))):
+            continue
+        path = folder / name
+        try:
+            path.unlink()
+        except OSError:  # gone already, or not ours to delete: leave it
+            continue
+        log.info("removed %s, left by a writer that no longer runs", path)
+        removed.append(path)
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # someone else's process, or not a pid at all: not ours to judge
+    return True
 
 
 def replace_durably(source: Path, target: Path) -> None:
@@ -65,11 +112,6 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:

@@ -10,9 +10,10 @@ The public API keeps the names of "Deep Learning from Scratch" (ch. 4-5)::
     numeric = net.numerical_gradient(x_train[:3], t_train[:3])     # central differences
 """
 
-__version__ = "0.1.0"  # before the imports: datasets puts it in its User-Agent
+__version__ = "0.1.0"  # before the imports: download puts it in its User-Agent
 
-from .datasets import load_mnist  # noqa: E402
+from .config import TrainConfig, config_from_preset  # noqa: E402
+from .datasets import load_mnist
 from .errors import (
     CheckpointError,
     ConfigError,
@@ -20,6 +21,7 @@ from .errors import (
     ImageError,
     MnistTwoLayerError,
     TrainingError,
+    TrainingInterrupted,
 )
 from .functions import (
     cross_entropy_error,
@@ -33,7 +35,7 @@ from .gradcheck import gradcheck_mnist, run_gradcheck
 from .gradient import numerical_gradient
 from .network import TwoLayerNet
 from .optim import SGD
-from .trainer import TrainConfig, Trainer, config_from_preset
+from .trainer import Trainer
 
 __all__ = [
     "SGD",
@@ -45,6 +47,7 @@ __all__ = [
     "TrainConfig",
     "Trainer",
     "TrainingError",
+    "TrainingInterrupted",
     "TwoLayerNet",
     "__version__",
     "config_from_preset",

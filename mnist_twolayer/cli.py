@@ -82,10 +82,11 @@ def _add_download(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_download(args: argparse.Namespace) -> int:
-    from . import datasets
+    from .datasets import dataset_dir
+    from .download import download
 
-    results = datasets.download(args.dataset, args.data_dir, mirrors=args.mirror,
-                                force=args.force, from_dir=args.from_dir, quiet=args.quiet)
+    results = download(args.dataset, args.data_dir, mirrors=args.mirror, force=args.force,
+                       from_dir=args.from_dir, quiet=args.quiet)
     if not args.quiet:
         for r in results:
             how = {"present": "already present and verified",
@@ -93,7 +94,7 @@ def _run_download(args: argparse.Namespace) -> int:
                    "downloaded": f"downloaded from {r.source} and verified"}[r.action]
             print(f"{r.filename}: {how}")
     print(f"{args.dataset}: {len(results)} files verified in "
-          f"{datasets.dataset_dir(args.dataset, args.data_dir)}")
+          f"{dataset_dir(args.dataset, args.data_dir)}")
     return 0
 
 
@@ -134,8 +135,9 @@ def _yes(flag: bool) -> str:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
+    from .config import PRESETS, SAMPLINGS
+    from .network import DTYPES, GRADIENT_METHODS, INITS
     from .optim import SCHEDULES
-    from .trainer import DTYPES, GRADIENT_METHODS, INITS, PRESETS, SAMPLINGS
 
     p = sub.add_parser("train", help="train a network and write a run folder",
                        description="Train a TwoLayerNet. A preset sets every value; flags "
@@ -176,12 +178,6 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_train)
 
 
-_TRAIN_SETTINGS = ("hidden", "epochs", "iters", "batch_size", "lr", "momentum", "nesterov",
-                   "weight_decay", "schedule", "init", "dtype", "seed", "dataset", "val_size",
-                   "train_size", "sampling", "gradient", "patience", "augment_shift",
-                   "standardize")
-
-
 def _default_run_dir() -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     candidate, n = Path("runs") / stamp, 1
@@ -199,10 +195,13 @@ def _print_epoch(record: dict[str, Any]) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from .trainer import Trainer, TrainingInterrupted, config_from_preset
+    from .config import config_from_preset, setting_names
+    from .errors import TrainingInterrupted
+    from .trainer import Trainer
 
     on_epoch = None if args.quiet else _print_epoch
-    settings = {name: getattr(args, name) for name in _TRAIN_SETTINGS}
+    # every setting with a flag; weight_init_std has none (the book's 0.01 comes with --init)
+    settings = {name: getattr(args, name) for name in setting_names() if hasattr(args, name)}
     if args.resume:
         given = [f"--{name.replace('_', '-')}" for name, value in settings.items()
                  if value is not None] + (["--preset"] if args.preset else []) + (
@@ -255,6 +254,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 def _run_evaluate(args: argparse.Namespace) -> int:
     from . import plots
     from .datasets import load_mnist
+    from .metrics import confusion_matrix, precision_recall
 
     net = _load_model(args.model)
     dataset = args.dataset or net.metadata.get("dataset", "mnist")
@@ -265,8 +265,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     loss, accuracy = net.evaluate(x_test, t_test)
     probs = net.predict(x_test)
     predicted = probs.argmax(axis=1)
-    cm = plots.confusion_matrix(t_test, predicted, net.output_size)
-    precision, recall = plots.precision_recall(cm)
+    cm = confusion_matrix(t_test, predicted, net.output_size)
+    precision, recall = precision_recall(cm)
     out = args.out or args.model.parent
     figures = [plots.plot_confusion(t_test, predicted, out / "confusion.png"),
                plots.plot_misclassified(x_test, t_test, predicted, probs,
@@ -346,7 +346,7 @@ def _add_plot(sub: argparse._SubParsersAction) -> None:
 
 def _run_plot(args: argparse.Namespace) -> int:
     from . import plots
-    from .trainer import load_history
+    from .history import load_history
 
     runs = [(run_dir.name or str(run_dir), load_history(run_dir)) for run_dir in args.runs]
     if args.out.suffix.lower() != ".png":

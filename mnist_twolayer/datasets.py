@@ -1,5 +1,5 @@
-"""MNIST-layout datasets: a registry, where the files live, download / verify / cache, and the
-book's ``load_mnist``.
+"""MNIST-layout datasets: a registry, where the files live, the verified cache, and the book's
+``load_mnist``. Fetching files over HTTP (or from a local folder) is :mod:`download`'s job.
 
 Trust flows from one place: the registry's sha256 of each *decompressed* payload (gz bytes
 differ between mirrors, payloads do not). A gz file is verified when it first arrives or is
@@ -19,35 +19,20 @@ import hashlib
 import json
 import logging
 import os
-import re
-import shutil
-import sys
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
-import requests
-import urllib3
-from tqdm import tqdm
 
-from . import __version__, idx
+from . import idx
 from .errors import ConfigError, DatasetError
-from .fileio import atomic_path, replace_durably, write_json_atomic
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not POSIX: no cross-process lock, renames stay atomic
-    fcntl = None  # type: ignore[assignment]
+from .fileio import atomic_path, write_json_atomic
 
 log = logging.getLogger(__name__)
 
 ENV_DATA_DIR = "MNIST_TWOLAYER_DATA"
-ENV_MIRROR = "MNIST_TWOLAYER_MIRROR"
 SPLITS = ("train", "test")
 KINDS = ("images", "labels")
 _CACHE_FORMAT = 1
@@ -168,20 +153,15 @@ def locate_data_dir(data_dir: str | os.PathLike[str] | None = None) -> tuple[Pat
     return _user_cache_dir(), "user cache"
 
 
-def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The folder that holds one sub-folder per dataset (see :func:`locate_data_dir`)."""
-    return locate_data_dir(data_dir)[0]
-
-
 def dataset_dir(name: str = "mnist", data_dir: str | os.PathLike[str] | None = None) -> Path:
     """The folder holding dataset ``name``'s gz files and their cache."""
-    return resolve_data_dir(data_dir) / get_spec(name).name
+    return locate_data_dir(data_dir)[0] / get_spec(name).name
 
 
 # --- verification and the .npy cache ---
 
 
-def _stat_key(path: Path) -> dict[str, int]:
+def file_key(path: Path) -> dict[str, int]:
     st = path.stat()
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
 
@@ -205,7 +185,7 @@ def _check_array(array: np.ndarray, f: DataFile, spec: DatasetSpec, source: str)
         raise DatasetError(f"{source}: label {int(array.max())} outside 0..{spec.num_classes - 1}")
 
 
-def _verify_payload(path: Path, f: DataFile, spec: DatasetSpec) -> np.ndarray:
+def verify_payload(path: Path, f: DataFile, spec: DatasetSpec) -> np.ndarray:
     """Decompress, check the payload sha256 against the registry, parse and check the array."""
     payload = idx.read_payload(path)
     digest = hashlib.sha256(payload).hexdigest()
@@ -224,7 +204,7 @@ def _load_cached(folder: Path, f: DataFile, spec: DatasetSpec) -> np.ndarray | N
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if (not isinstance(meta, dict) or meta.get("format") != _CACHE_FORMAT
                 or meta.get("sha256") != f.sha256
-                or meta.get("gz") != _stat_key(folder / f.filename)
+                or meta.get("gz") != file_key(folder / f.filename)
                 or meta.get("npy_size") != npy.stat().st_size):
             log.info("cache of %s is stale", f.filename)
             return None
@@ -240,7 +220,7 @@ def _load_cached(folder: Path, f: DataFile, spec: DatasetSpec) -> np.ndarray | N
     return array
 
 
-def _write_cache(folder: Path, f: DataFile, gz_key: dict[str, int], array: np.ndarray) -> None:
+def write_cache(folder: Path, f: DataFile, gz_key: dict[str, int], array: np.ndarray) -> None:
     """Write the .npy, then the sidecar that makes it valid; a failure only costs speed."""
     npy, meta_path = _cache_paths(folder, f)
     try:
@@ -254,19 +234,19 @@ def _write_cache(folder: Path, f: DataFile, gz_key: dict[str, int], array: np.nd
         log.warning("cannot cache %s in %s (%s); loads will stay slow", f.filename, folder, exc)
 
 
-def _load_file(folder: Path, f: DataFile, spec: DatasetSpec) -> np.ndarray:
+def load_verified(folder: Path, f: DataFile, spec: DatasetSpec) -> np.ndarray:
     """The verified array of one file: from the cache, else from the gz (then cached)."""
     gz = folder / f.filename
     cached = _load_cached(folder, f, spec)
     if cached is not None:
         return cached
     try:
-        key = _stat_key(gz)
+        key = file_key(gz)
     except FileNotFoundError:
         raise DatasetError(f"{gz}: file not found") from None
-    array = _verify_payload(gz, f, spec)
-    if _stat_key(gz) == key:  # the gz did not change while we read it
-        _write_cache(folder, f, key, array)
+    array = verify_payload(gz, f, spec)
+    if file_key(gz) == key:  # the gz did not change while we read it
+        write_cache(folder, f, key, array)
     return array
 
 
@@ -284,277 +264,6 @@ def clear_cache(name: str = "mnist", data_dir: str | os.PathLike[str] | None = N
                 path.unlink()
                 removed.append(path)
     return removed
-
-
-# --- download ---
-
-
-@dataclass(frozen=True)
-class Fetched:
-    """What :func:`download` did for one file: ``action`` is present, copied or downloaded."""
-
-    filename: str
-    action: str
-    source: str | None
-    path: Path
-
-
-class _Retry(Exception):
-    """A failure worth another attempt at the same URL (timeout, 5xx, cut-off body)."""
-
-
-class _Skip(Exception):
-    """A failure that another attempt at the same URL will not fix (404, bad payload)."""
-
-
-@contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``folder`` so one process at a time fetches into it."""
-    try:
-        handle = open(folder / ".lock", "a+b")
-    except OSError as exc:
-        raise DatasetError(f"cannot write to {folder} ({exc.strerror or exc}); choose another "
-                           f"place with --data-dir or {ENV_DATA_DIR}") from None
-    with handle:
-        if fcntl is not None:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                log.info("waiting for another process downloading into %s", folder)
-                fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-
-
-def mirror_list(name: str = "mnist", mirrors: Sequence[str] = ()) -> list[str]:
-    """The mirrors to try, in order: ``mirrors`` (``--mirror``), then ``MNIST_TWOLAYER_MIRROR``
-    (URLs separated by spaces or commas), then the registry's."""
-    env = os.environ.get(ENV_MIRROR, "").replace(",", " ").split()
-    result: list[str] = []
-    for url in (*mirrors, *env, *get_spec(name).mirrors):
-        if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
-            raise DatasetError(f"mirror {url!r} is not an http:// or https:// URL "
-                               f"(for a local folder use --from DIR)")
-        url = url.rstrip("/") + "/"
-        if url not in result:
-            result.append(url)
-    return result
-
-
-def _is_verified(folder: Path, f: DataFile, spec: DatasetSpec) -> bool:
-    try:
-        _load_file(folder, f, spec)
-    except DatasetError as exc:
-        log.info("%s will be fetched again: %s", f.filename, exc)
-        return False
-    return True
-
-
-def _install(candidate: Path, folder: Path, f: DataFile, spec: DatasetSpec) -> Path:
-    """Verify ``candidate`` and rename it into the cache; on failure delete it and raise _Skip.
-
-    The array is cached on the way, since verifying it has already parsed it.
-    """
-    try:
-        array = _verify_payload(candidate, f, spec)
-    except DatasetError as exc:
-        candidate.unlink(missing_ok=True)
-        raise _Skip(str(exc).replace(f"{candidate}: ", "")) from None
-    dest = folder / f.filename
-    replace_durably(candidate, dest)
-    _write_cache(folder, f, _stat_key(dest), array)
-    return dest
-
-
-def _copy_from(source_dir: Path, folder: Path, f: DataFile, spec: DatasetSpec) -> Path:
-    source = source_dir / f.filename
-    if not source.is_file():
-        raise _Skip("no such file")
-    tmp = folder / f".{f.filename}.copy"  # a fixed name is safe: the caller holds the lock
-    try:
-        shutil.copyfile(source, tmp)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise _Skip(f"cannot copy ({exc.strerror or exc})") from None
-    return _install(tmp, folder, f, spec)
-
-
-def _reason(exc: BaseException) -> str:
-    """A short, one-line account of a network failure."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return "connect timeout"
-    if isinstance(exc, (requests.ReadTimeout, urllib3.exceptions.ReadTimeoutError)):
-        return "read timeout (the server stopped sending)"
-    if isinstance(exc, (requests.exceptions.ChunkedEncodingError,
-                        urllib3.exceptions.ProtocolError)):
-        return "connection broken mid-transfer (truncated body)"
-    if isinstance(exc, requests.ConnectionError):
-        inner = exc.args[0] if exc.args else exc
-        text = str(getattr(inner, "reason", inner))  # urllib3's MaxRetryError wraps the cause
-        errno = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
-        return f"connection failed ({errno.group(1) if errno else text})".splitlines()[0]
-    return f"{type(exc).__name__}: {exc}".splitlines()[0]
-
-
-def _unresolvable(exc: BaseException) -> bool:
-    inner = exc.args[0] if exc.args else None
-    return isinstance(getattr(inner, "reason", None), urllib3.exceptions.NameResolutionError)
-
-
-@dataclass(frozen=True)
-class _Http:
-    session: requests.Session
-    timeout: tuple[float, float]
-    retries: int
-    backoff: float
-    quiet: bool
-
-
-def _http_attempt(http: _Http, url: str, part: Path, f: DataFile) -> None:
-    """One GET of ``url`` into ``part``, resuming what an earlier attempt at the same URL left.
-
-    A partial file is kept for the next attempt; its sidecar remembers the URL and validators
-    so bytes from one mirror (whose gz may differ) are never spliced onto another's.
-    """
-    part_meta = part.with_name(part.name + ".json")
-    offset = 0
-    headers = {"Accept-Encoding": "identity"}
-    try:
-        meta = json.loads(part_meta.read_text(encoding="utf-8"))
-        if not isinstance(meta, dict):
-            raise ValueError("the sidecar is not a JSON object")
-        offset = part.stat().st_size if meta.get("url") == url else 0
-    except (OSError, ValueError):
-        meta = {}
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
-        if validator := meta.get("etag") or meta.get("last_modified"):
-            headers["If-Range"] = validator
-    with http.session.get(url, headers=headers, stream=True, timeout=http.timeout) as response:
-        status = response.status_code
-        if status == 416 and offset:
-            if response.headers.get("Content-Range", "") == f"bytes */{offset}":
-                return  # an earlier attempt already received every byte
-            part.unlink(missing_ok=True)
-            raise _Retry("server refused to resume (HTTP 416)")
-        if status in (408, 429) or status >= 500:
-            raise _Retry(f"HTTP {status} {response.reason}")
-        if status not in (200, 206):
-            raise _Skip(f"HTTP {status} {response.reason}")
-        total: int | None = None
-        if status == 206:
-            content_range = response.headers.get("Content-Range", "")
-            if not content_range.startswith(f"bytes {offset}-"):
-                part.unlink(missing_ok=True)
-                raise _Retry(f"unexpected Content-Range {content_range!r}")
-            size = content_range.rpartition("/")[2]
-            total = int(size) if size.isdigit() else None
-            mode = "ab"
-            log.info("resuming %s at byte %d", url, offset)
-        else:
-            length = response.headers.get("Content-Length", "")
-            total = int(length) if length.isdigit() else None
-            offset, mode = 0, "wb"
-        write_json_atomic(part_meta, {"url": url, "etag": response.headers.get("ETag"),
-                                      "last_modified": response.headers.get("Last-Modified")})
-        with open(part, mode) as out, tqdm(
-            desc=f.filename, total=total, initial=offset, unit="B", unit_scale=True,
-            unit_divisor=1024, leave=False, disable=http.quiet or not sys.stderr.isatty(),
-        ) as bar:
-            for chunk in response.raw.stream(1 << 16, decode_content=False):
-                out.write(chunk)
-                bar.update(len(chunk))
-    received = part.stat().st_size
-    if total is not None and received != total:
-        raise _Retry(f"truncated body ({received} of {total} bytes)")
-
-
-def _download_from(http: _Http, base: str, folder: Path, f: DataFile,
-                   spec: DatasetSpec) -> Path:
-    url = base + f.filename
-    part = folder / f".{f.filename}.part"
-    reason = ""
-    for attempt in range(http.retries + 1):
-        if attempt:
-            time.sleep(http.backoff * 2 ** (attempt - 1))
-        try:
-            _http_attempt(http, url, part, f)
-        except _Retry as exc:
-            reason = str(exc)
-        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-            reason = _reason(exc)
-            if _unresolvable(exc):
-                raise _Skip(reason) from None  # no network or no such host: retrying won't help
-        else:
-            part.with_name(part.name + ".json").unlink(missing_ok=True)
-            return _install(part, folder, f, spec)
-        log.info("%s: attempt %d failed: %s", url, attempt + 1, reason)
-    tries = http.retries + 1
-    raise _Skip(f"{reason} (after {tries} attempt{'s' if tries > 1 else ''})")
-
-
-def download(name: str = "mnist", data_dir: str | os.PathLike[str] | None = None,
-             mirrors: Sequence[str] = (), force: bool = False,
-             from_dir: str | os.PathLike[str] | None = None, quiet: bool = False, *,
-             timeout: tuple[float, float] = (10.0, 30.0), retries: int = 2,
-             backoff: float = 1.0) -> list[Fetched]:
-    """Make every file of dataset ``name`` present and verified in its folder.
-
-    Files that already verify are kept unless ``force``. Others come from ``from_dir`` only
-    when it is given, else from the registry's local folders (Debian's fashion-mnist) and then
-    the mirrors of :func:`mirror_list`, each URL tried ``1 + retries`` times with exponential
-    ``backoff`` seconds between attempts; ``timeout`` is (connect, read) seconds. A file that
-    fails verification never enters the folder. When every source fails, one DatasetError
-    lists each source and why. A lock file keeps two processes from fetching at once.
-    """
-    spec = get_spec(name)
-    folder = dataset_dir(name, data_dir)
-    sources: list[Path | str]
-    if from_dir is not None:
-        from_dir = Path(from_dir).expanduser()
-        if not from_dir.is_dir():
-            raise DatasetError(f"--from {from_dir}: no such folder")
-        sources = [from_dir]
-    else:
-        sources = [d for d in spec.local_dirs if d.is_dir()]
-        sources += mirror_list(name, mirrors)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DatasetError(f"cannot create {folder} ({exc.strerror or exc}); choose another "
-                           f"place with --data-dir or {ENV_DATA_DIR}") from None
-    http = _Http(requests.Session(), timeout, retries, backoff, quiet)
-    http.session.headers["User-Agent"] = f"mnist_twolayer/{__version__}"
-    results = []
-    with http.session, _locked(folder):
-        for f in spec.files:
-            if not force and (folder / f.filename).is_file() and _is_verified(folder, f, spec):
-                results.append(Fetched(f.filename, "present", None, folder / f.filename))
-                continue
-            failures = []
-            for source in sources:
-                try:
-                    if isinstance(source, Path):
-                        path = _copy_from(source, folder, f, spec)
-                        results.append(Fetched(f.filename, "copied", str(source), path))
-                    else:
-                        path = _download_from(http, source, folder, f, spec)
-                        results.append(Fetched(f.filename, "downloaded", source, path))
-                    break
-                except _Skip as exc:
-                    failures.append(f"{source}: {exc}")
-                    log.info("%s from %s failed: %s", f.filename, source, exc)
-                except OSError as exc:  # the folder (read-only, full), not the source, failed
-                    raise DatasetError(f"cannot write {f.filename} into {folder} "
-                                       f"({exc.strerror or exc}); free space there or choose "
-                                       f"another place with --data-dir or {ENV_DATA_DIR}") from None
-            else:
-                hint = "" if from_dir else "; for a local copy use --from DIR or --mirror URL"
-                raise DatasetError(f"could not get {name} file {f.filename}: "
-                                   f"{'; '.join(failures) or 'no sources'}{hint}")
-    return results
-
-
-_download = download  # load_raw's ``download`` argument shadows the name there
 
 
 # --- loading ---
@@ -578,13 +287,15 @@ def load_raw(dataset: str = "mnist", data_dir: str | os.PathLike[str] | None = N
             raise DatasetError(
                 f"{dataset}: {', '.join(missing)} missing in {folder}; run `python -m "
                 f"mnist_twolayer download --dataset {dataset}` or pass download=True")
-        _download(dataset, data_dir)
+        from .download import download as fetch  # download builds on this module
+
+        fetch(dataset, data_dir)
     result = {}
     for split in SPLITS:
         images_file, labels_file = spec.file(split, "images"), spec.file(split, "labels")
         try:
-            images = _load_file(folder, images_file, spec)
-            labels = _load_file(folder, labels_file, spec)
+            images = load_verified(folder, images_file, spec)
+            labels = load_verified(folder, labels_file, spec)
         except DatasetError as exc:
             raise DatasetError(f"{exc}; run `python -m mnist_twolayer download --dataset "
                                f"{dataset}` to fetch it again") from None
@@ -642,6 +353,8 @@ def dataset_info(name: str = "mnist",
     A damaged file is reported (``verified`` false, ``error`` set), never raised, and gives no
     counts. Verifying a file the first time also caches it, as a load would.
     """
+    from .download import mirror_list  # download builds on this module
+
     spec = get_spec(name)
     root, why = locate_data_dir(data_dir)
     folder = root / spec.name
@@ -655,7 +368,7 @@ def dataset_info(name: str = "mnist",
                                      "verified": False, "error": None}
             if entry["present"]:
                 try:
-                    arrays[kind] = _load_file(folder, f, spec)
+                    arrays[kind] = load_verified(folder, f, spec)
                     entry["verified"] = True
                 except DatasetError as exc:
                     entry["error"] = str(exc)

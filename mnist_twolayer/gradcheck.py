@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError
-from .fileio import atomic_path
-from .network import PARAM_NAMES, TwoLayerNet
+from .network import NUMERICAL_METHODS, PARAM_NAMES, TwoLayerNet
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("backprop", "autograd", "numerical_nditer", "numerical_vectorized", "torch")
+METHODS = ("backprop", "autograd", *(f"numerical_{m}" for m in NUMERICAL_METHODS), "torch")
+"""The network's own paths (its numerical ones by name), then PyTorch's as an outside check."""
 H = 1e-4  # the finite-difference step of both numerical paths
 
 Gradients = dict[str, np.ndarray]
@@ -225,28 +225,3 @@ def gradcheck_mnist(*, batch: int = 100, hidden: int = 50, dtype: str = "float64
                          output_size=int(t_train.max()) + 1, dtype=dtype, seed=rng,
                          methods=methods, config={"dataset": dataset, "split": "train",
                                                   "seed": seed})
-
-
-def plot_comparisons(result: GradcheckResult, path: str | os.PathLike[str]) -> None:
-    """Save a bar chart of rel_error per parameter and compared pair (log scale) as a PNG,
-    written atomically. An exact agreement (0) is drawn at 1e-18, below every real error."""
-    from matplotlib.figure import Figure
-
-    pairs = list(dict.fromkeys((c.a, c.b) for c in result.comparisons))
-    fig = Figure(figsize=(8, 4.5), layout="constrained")
-    ax = fig.add_subplot()
-    width = 0.8 / max(len(pairs), 1)
-    positions = np.arange(len(PARAM_NAMES))
-    for i, (a, b) in enumerate(pairs):
-        errors = [max(result.find(a, b, p).rel_error, 1e-18) for p in PARAM_NAMES]
-        ax.bar(positions + (i - (len(pairs) - 1) / 2) * width, errors, width,
-               label=f"{a} vs {b}")
-    ax.set_yscale("log")
-    ax.set_xticks(positions, PARAM_NAMES)
-    ax.set_ylabel("relative error  ||a - b|| / (||a|| + ||b||)")
-    cfg = result.config
-    ax.set_title(f"Gradient agreement: {cfg['input_size']}-{cfg['hidden']}-{cfg['output_size']}, "
-                 f"batch {cfg['batch']}, {cfg['dtype']}")
-    ax.legend(fontsize="small")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)

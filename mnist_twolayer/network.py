@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import autograd as ag
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, check_choice
 from .fileio import read_npz, save_npz_atomic
 from .functions import check_class_indices, log_softmax, sigmoid, softmax
 from .gradient import numerical_gradient, two_layer_numerical_gradient
@@ -40,6 +40,26 @@ def _positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
+def net_dtype(dtype: Any) -> np.dtype:
+    """``dtype`` as a NumPy dtype the net computes in (float32 or float64), else ConfigError."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        resolved = None
+    if resolved is None or resolved.name not in _DTYPES:
+        name = resolved.name if resolved is not None else repr(dtype)
+        raise ConfigError(f"dtype must be float32 or float64, not {name}")
+    return resolved
+
+
+def check_net_settings(hidden_size: Any, init: str, dtype: Any) -> None:
+    """Refuse what TwoLayerNet cannot be built with; TrainConfig checks a run's settings here
+    before any data loads."""
+    _positive_int("hidden_size", hidden_size)
+    check_choice("init", init, INITS)
+    net_dtype(dtype)
+
+
 class TwoLayerNet:
     """input -> Affine1 -> Sigmoid1 -> Affine2 -> softmax, with cross-entropy loss.
 
@@ -56,11 +76,8 @@ class TwoLayerNet:
         self.input_size = _positive_int("input_size", input_size)
         self.hidden_size = _positive_int("hidden_size", hidden_size)
         self.output_size = _positive_int("output_size", output_size)
-        self.dtype = np.dtype(dtype)
-        if self.dtype.name not in _DTYPES:
-            raise ConfigError(f"dtype must be float32 or float64, not {self.dtype.name}")
-        if init not in INITS:
-            raise ConfigError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
+        self.dtype = net_dtype(dtype)
+        check_choice("init", init, INITS)
         rng = np.random.default_rng(seed)
 
         def weights(fan_in: int, fan_out: int) -> np.ndarray:
@@ -198,10 +215,8 @@ class TwoLayerNet:
             return self._backprop(x, t)
         if method == "autograd":
             return self._autograd(x, t)
-        if method == "numerical":
-            return two_layer_numerical_gradient(self.params, x, t)
-        raise ConfigError(f"unknown gradient method {method!r}; "
-                          f"choose one of {', '.join(GRADIENT_METHODS)}")
+        check_choice("gradient method", method, GRADIENT_METHODS)
+        return two_layer_numerical_gradient(self.params, x, t)
 
     def gradient(self, x: np.ndarray, t: np.ndarray, method: str = "backprop"
                  ) -> dict[str, np.ndarray]:
@@ -220,18 +235,16 @@ class TwoLayerNet:
         ~20 s for 784-50-10 at batch 100); "vectorized" computes the same differences for all
         parameters at once from the net's structure (see :mod:`mnist_twolayer.gradient`).
         """
+        check_choice("numerical method", method, NUMERICAL_METHODS)
         x = self._input(x)
         t = self._labels(t, x.shape[0])
         if method == "vectorized":
             return two_layer_numerical_gradient(self.params, x, t, h)[1]
-        if method == "nditer":
-            def loss_w(_: np.ndarray) -> float:
-                return self.loss(x, t)
 
-            return {name: numerical_gradient(loss_w, self.params[name], h)
-                    for name in PARAM_NAMES}
-        raise ConfigError(f"unknown numerical method {method!r}; "
-                          f"choose one of {', '.join(NUMERICAL_METHODS)}")
+        def loss_w(_: np.ndarray) -> float:
+            return self.loss(x, t)
+
+        return {name: numerical_gradient(loss_w, self.params[name], h) for name in PARAM_NAMES}
 
     # --- files ---
 

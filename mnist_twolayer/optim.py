@@ -17,9 +17,22 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, check_choice
 
 SCHEDULES = ("constant", "step", "cosine")
+
+
+def check_sgd_settings(lr: float, momentum: float, nesterov: bool, weight_decay: float) -> None:
+    """Refuse settings SGD cannot work with; TrainConfig checks a run's settings here before
+    any data loads."""
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ConfigError(f"learning rate must be a positive number, got {lr}")
+    if not 0.0 <= momentum < 1.0:
+        raise ConfigError(f"momentum must be in [0, 1), got {momentum}")
+    if nesterov and momentum == 0.0:
+        raise ConfigError("Nesterov momentum needs --momentum greater than 0")
+    if not (weight_decay >= 0 and math.isfinite(weight_decay)):
+        raise ConfigError(f"weight decay must be >= 0, got {weight_decay}")
 
 
 class SGD:
@@ -27,14 +40,7 @@ class SGD:
 
     def __init__(self, lr: float = 0.1, momentum: float = 0.0, *, nesterov: bool = False,
                  weight_decay: float = 0.0, decay_keys: tuple[str, ...] = ("W1", "W2")) -> None:
-        if not (lr > 0 and math.isfinite(lr)):
-            raise ConfigError(f"learning rate must be a positive number, got {lr}")
-        if not 0.0 <= momentum < 1.0:
-            raise ConfigError(f"momentum must be in [0, 1), got {momentum}")
-        if nesterov and momentum == 0.0:
-            raise ConfigError("Nesterov momentum needs --momentum greater than 0")
-        if not (weight_decay >= 0 and math.isfinite(weight_decay)):
-            raise ConfigError(f"weight decay must be >= 0, got {weight_decay}")
+        check_sgd_settings(lr, momentum, nesterov, weight_decay)
         self.lr = lr
         self.momentum = momentum
         self.nesterov = nesterov
@@ -79,12 +85,11 @@ def make_schedule(name: str, base_lr: float, total_iterations: int, *,
     (default: a third of the run). cosine: half a cosine from base_lr down to 0 at the end.
     A schedule is a pure function of the iteration, so a checkpoint only needs the iteration.
     """
+    check_choice("schedule", name, SCHEDULES)
     if name == "constant":
         return lambda iteration: base_lr
     if name == "step":
         every = step_every or max(total_iterations // 3, 1)
         return lambda iteration: base_lr * gamma ** (iteration // every)
-    if name == "cosine":
-        total = max(total_iterations, 1)
-        return lambda iteration: 0.5 * base_lr * (1.0 + math.cos(math.pi * iteration / total))
-    raise ConfigError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
+    total = max(total_iterations, 1)  # cosine
+    return lambda iteration: 0.5 * base_lr * (1.0 + math.cos(math.pi * iteration / total))

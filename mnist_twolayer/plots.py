@@ -19,7 +19,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib import colormaps
@@ -31,6 +31,10 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from .errors import ConfigError
 from .fileio import atomic_path
+from .metrics import confusion_matrix
+
+if TYPE_CHECKING:
+    from .gradcheck import GradcheckResult
 
 DPI = 120
 SPLITS = (("train", "train", "tab:blue"), ("val", "validation", "tab:orange"),
@@ -38,36 +42,7 @@ SPLITS = (("train", "train", "tab:blue"), ("val", "validation", "tab:orange"),
 RUN_METRICS = tuple(f"{split}_{kind}" for split, _, _ in SPLITS for kind in ("accuracy", "loss"))
 
 
-# --- numbers behind the evaluate command ---
-
-
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = 10) -> np.ndarray:
-    """Counts ``cm[true, predicted]`` as an int64 (num_classes, num_classes) array."""
-    t = np.asarray(y_true).ravel()
-    p = np.asarray(y_pred).ravel()
-    if t.shape != p.shape:
-        raise ValueError(f"y_true has {t.size} labels but y_pred has {p.size}")
-    for name, labels in (("y_true", t), ("y_pred", p)):
-        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-            raise ValueError(f"{name} holds labels outside 0..{num_classes - 1}")
-    flat = t.astype(np.int64) * num_classes + p.astype(np.int64)
-    return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes,
-                                                                          num_classes)
-
-
-def precision_recall(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-class precision (columns) and recall (rows) of a confusion matrix.
-
-    A class never predicted (or never present) gets 0.0 rather than NaN, so the numbers stay
-    valid JSON and sort sensibly.
-    """
-    cm = np.asarray(cm, dtype=np.float64)
-    hits = np.diag(cm)
-    predicted = cm.sum(axis=0)
-    actual = cm.sum(axis=1)
-    precision = np.divide(hits, predicted, out=np.zeros_like(hits), where=predicted > 0)
-    recall = np.divide(hits, actual, out=np.zeros_like(hits), where=actual > 0)
-    return precision, recall
+# --- numbers behind the figures ---
 
 
 def moving_average(values: Sequence[float], window: int) -> np.ndarray:
@@ -267,6 +242,28 @@ def plot_weights(W1: np.ndarray, path: str | os.PathLike[str], max_units: int = 
     title = (f"First-layer weights of {units} of {w.shape[1]} hidden units\n"
              "(red +, blue −, white 0; each unit on its own symmetric scale)")
     fig = _tile_figure(tiles, labels, title, colormaps["RdBu_r"], -1.0, 1.0, label_size=8)
+    return _save(fig, path)
+
+
+def plot_gradcheck(result: GradcheckResult, path: str | os.PathLike[str]) -> Path:
+    """A bar chart of rel_error per parameter and compared pair of a gradient check, on a log
+    scale. An exact agreement (0) is drawn at 1e-18, below every real error."""
+    pairs = list(dict.fromkeys((c.a, c.b) for c in result.comparisons))
+    params = list(dict.fromkeys(c.param for c in result.comparisons))
+    fig, ax = _figure((8, 4.5))
+    width = 0.8 / max(len(pairs), 1)
+    positions = np.arange(len(params))
+    for i, (a, b) in enumerate(pairs):
+        errors = [max(result.find(a, b, p).rel_error, 1e-18) for p in params]
+        ax.bar(positions + (i - (len(pairs) - 1) / 2) * width, errors, width,
+               label=f"{a} vs {b}")
+    ax.set_yscale("log")
+    ax.set_xticks(positions, params)
+    ax.set_ylabel("relative error  ||a - b|| / (||a|| + ||b||)")
+    cfg = result.config
+    ax.set_title(f"Gradient agreement: {cfg['input_size']}-{cfg['hidden']}-{cfg['output_size']}, "
+                 f"batch {cfg['batch']}, {cfg['dtype']}")
+    ax.legend(fontsize="small")
     return _save(fig, path)
 
 

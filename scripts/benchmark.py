@@ -36,9 +36,10 @@ from typing import Any
 
 import numpy as np
 
+from mnist_twolayer.config import config_from_preset
 from mnist_twolayer.datasets import clear_cache, dataset_dir, load_mnist
 from mnist_twolayer.network import TwoLayerNet
-from mnist_twolayer.trainer import Trainer, config_from_preset
+from mnist_twolayer.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from mnist_twolayer.cli import OneLineParser, nonnegative_int, positive_int, run_reporting_errors
 from mnist_twolayer.errors import ConfigError
-from mnist_twolayer.gradcheck import METHODS, gradcheck_mnist, parse_methods, plot_comparisons
+from mnist_twolayer.gradcheck import METHODS, gradcheck_mnist, parse_methods
+from mnist_twolayer.plots import plot_gradcheck
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  seed=args.seed, methods=methods)
         print(result.table())
         if result.comparisons:
-            plot_comparisons(result, args.out)
+            plot_gradcheck(result, args.out)
             print(f"\nwrote {args.out}")
         return 0
 

@@ -16,9 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mnist_twolayer.cli import OneLineParser, nonnegative_int, positive_int, run_reporting_errors
+from mnist_twolayer.config import config_from_preset
 from mnist_twolayer.errors import ConfigError
+from mnist_twolayer.history import load_history
 from mnist_twolayer.plots import RUN_METRICS, plot_runs
-from mnist_twolayer.trainer import Trainer, config_from_preset, load_history
+from mnist_twolayer.trainer import Trainer
 
 SWEEPS = {"hidden": int, "lr": float, "batch_size": int, "momentum": float}
 

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from faults_support import no_figures, register_mini
 
-from mnist_twolayer.datasets import DATASETS, ENV_MIRROR, DatasetSpec, load_mnist, mnist_layout
+from mnist_twolayer.datasets import DATASETS, DatasetSpec, load_mnist, mnist_layout
+from mnist_twolayer.download import ENV_MIRROR
 from mnist_twolayer.idx import encode_idx, write_idx
 
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mnist_twolayer.checkpoint import read_checkpoint
 from mnist_twolayer.cli import main
-from mnist_twolayer.trainer import read_checkpoint
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -125,8 +125,7 @@ def test_sigint_saves_a_loadable_checkpoint_and_says_how_to_resume(tmp_path):
     assert process.returncode == 130, err
     assert "Traceback" not in err
     assert f"resume with: python -m mnist_twolayer train --resume {run_dir}" in err
-    arrays, meta = read_checkpoint(run_dir / "checkpoint.npz")
-    stopped = meta["state"]["iteration"]
+    stopped = read_checkpoint(run_dir / "checkpoint.npz").state.iteration
     assert 0 < stopped < 400 * 30
     history = json.loads((run_dir / "history.json").read_text())
     assert len(history["iteration_loss"]) == stopped

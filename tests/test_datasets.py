@@ -14,7 +14,8 @@ import pytest
 from conftest import Tiny, register
 
 from mnist_twolayer import datasets, idx
-from mnist_twolayer.datasets import download, load_mnist
+from mnist_twolayer.datasets import load_mnist
+from mnist_twolayer.download import download
 from mnist_twolayer.errors import ConfigError, DatasetError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -106,7 +107,7 @@ def test_data_dir_resolution_order(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert datasets.locate_data_dir() == (tmp_path / "xdg" / "mnist_twolayer", "user cache")
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert datasets.resolve_data_dir() == tmp_path / "home" / ".cache" / "mnist_twolayer"
+    assert datasets.locate_data_dir()[0] == tmp_path / "home" / ".cache" / "mnist_twolayer"
     assert datasets.dataset_dir("fashion-mnist", "~") == tmp_path / "home" / "fashion-mnist"
 
 

@@ -18,7 +18,8 @@ import pytest
 from conftest import LocalServer, Tiny
 
 from mnist_twolayer import cli, datasets, idx
-from mnist_twolayer.datasets import download, load_mnist
+from mnist_twolayer.datasets import load_mnist
+from mnist_twolayer.download import ENV_MIRROR, download, mirror_list
 from mnist_twolayer.errors import DatasetError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -209,12 +210,12 @@ def test_concurrent_downloads_share_the_work(http_server, tiny: Tiny) -> None:
 
 
 def test_mirror_order(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(datasets.ENV_MIRROR, "http://env-a/x, http://env-b/")
-    assert datasets.mirror_list("mnist", ["http://flag/", "http://env-a/x/"]) == [
+    monkeypatch.setenv(ENV_MIRROR, "http://env-a/x, http://env-b/")
+    assert mirror_list("mnist", ["http://flag/", "http://env-a/x/"]) == [
         "http://flag/", "http://env-a/x/", "http://env-b/",
         *datasets.DATASETS["mnist"].mirrors]
     with pytest.raises(DatasetError) as info:
-        datasets.mirror_list("mnist", ["/srv/mnist"])
+        mirror_list("mnist", ["/srv/mnist"])
     assert str(info.value) == ("mirror '/srv/mnist' is not an http:// or https:// URL (for a "
                                "local folder use --from DIR)")
 
@@ -222,7 +223,7 @@ def test_mirror_order(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_missing_files_download_from_env_mirror(http_server, tiny: Tiny,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     server = http_server()
-    monkeypatch.setenv(datasets.ENV_MIRROR, serve_tiny(server, tiny))
+    monkeypatch.setenv(ENV_MIRROR, serve_tiny(server, tiny))
     (_, t), _ = load_mnist(dataset="tiny", data_dir=tiny.data_dir)
     np.testing.assert_array_equal(t, tiny.arrays["train", "labels"])
     assert len(server.requests) == 4
@@ -235,6 +236,29 @@ def test_from_dir(tiny: Tiny) -> None:
     results = download("tiny", tiny.data_dir, from_dir=tiny.source)
     assert {(r.action, r.source) for r in results} == {("copied", str(tiny.source))}
     assert_installed(tiny)
+
+
+def test_from_dir_takes_decompressed_idx_files_and_installs_them_as_gz(tiny: Tiny,
+                                                                       tmp_path: Path) -> None:
+    """Some distributions ship the four files decompressed; they verify by the same payload
+    sha256 and enter the cache as gz files like any other."""
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for f in tiny.spec.files:
+        (plain / f.stem).write_bytes(gzip.decompress(tiny.gz(f.split, f.kind)))
+    results = download("tiny", tiny.data_dir, from_dir=plain)
+    assert {(r.action, r.source) for r in results} == {("copied", str(plain))}
+    for f in tiny.spec.files:
+        installed = (tiny.folder / f.filename).read_bytes()
+        assert installed[:2] == b"\x1f\x8b"
+        assert gzip.decompress(installed) == (plain / f.stem).read_bytes()
+    assert_installed(tiny)
+    damaged = bytearray((plain / "t10k-labels-idx1-ubyte").read_bytes())
+    damaged[-1] ^= 1
+    (plain / "t10k-labels-idx1-ubyte").write_bytes(bytes(damaged))
+    with pytest.raises(DatasetError, match=r"t10k-labels-idx1-ubyte.gz: .*: payload sha256 .* "
+                                           r"\(corrupt or wrong file\)"):
+        download("tiny", tiny.data_dir, from_dir=plain, force=True)
 
 
 def test_from_missing_dir(tiny: Tiny) -> None:
@@ -264,7 +288,7 @@ needs_debian = pytest.mark.skipif(not DEBIAN_FASHION.is_dir(),
 @needs_debian
 def test_fashion_found_without_being_named(tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(datasets.ENV_MIRROR, "http://127.0.0.1:9/")  # must not be needed
+    monkeypatch.setenv(ENV_MIRROR, "http://127.0.0.1:9/")  # must not be needed
     (x, t), (x_test, t_test) = load_mnist(dataset="fashion-mnist", data_dir=tmp_path)
     assert x.shape == (60000, 784) and x_test.shape == (10000, 784)
     assert np.bincount(t).tolist() == [6000] * 10
@@ -389,7 +413,8 @@ def test_cli_corrupted_gz(tmp_path: Path) -> None:
     result = run_cli("download", "--data-dir", str(tmp_path), "--from", str(empty), "--quiet")
     assert result.returncode == 2
     assert result.stderr == (f"error: could not get mnist file train-images-idx3-ubyte.gz: "
-                             f"{empty}: no such file\n")
+                             f"{empty}: neither train-images-idx3-ubyte.gz nor "
+                             f"train-images-idx3-ubyte is there\n")
     info = run_cli("info", "--json", "--data-dir", str(tmp_path))
     assert info.returncode == 0
     test_split = json.loads(info.stdout)["splits"]["test"]

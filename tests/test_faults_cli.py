@@ -22,6 +22,7 @@ import pytest
 from faults_support import one_error_line
 
 from mnist_twolayer import cli, datasets
+from mnist_twolayer.download import ENV_MIRROR
 from mnist_twolayer.network import TwoLayerNet
 
 P = "python -m mnist_twolayer"
@@ -225,7 +226,7 @@ CASES: dict[str, tuple[list[str], int, str]] = {
 def places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Paths the cases refer to; the registry's mirrors replaced by a host that cannot
     resolve, so a case that would download fails at once instead of reaching the internet."""
-    monkeypatch.delenv(datasets.ENV_MIRROR, raising=False)
+    monkeypatch.delenv(ENV_MIRROR, raising=False)
     monkeypatch.delenv(datasets.ENV_DATA_DIR, raising=False)
     monkeypatch.setitem(datasets.DATASETS, "mnist", datasets.mnist_layout(
         "mnist", {f.stem: f.sha256 for f in datasets.DATASETS["mnist"].files},

@@ -29,7 +29,9 @@ from conftest import LocalServer, Tiny, register
 from faults_support import kill_when
 
 from mnist_twolayer import cli, datasets, idx
-from mnist_twolayer.datasets import DatasetSpec, download, load_mnist
+from mnist_twolayer import download as fetching
+from mnist_twolayer.datasets import DatasetSpec, load_mnist
+from mnist_twolayer.download import ENV_MIRROR, download
 from mnist_twolayer.errors import DatasetError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -237,7 +239,7 @@ def roomy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Tiny:
               ("train", "labels"): rng.integers(0, 10, 200, dtype=np.uint8),
               ("test", "images"): rng.integers(0, 256, (5, 28, 28), dtype=np.uint8),
               ("test", "labels"): rng.integers(0, 10, 5, dtype=np.uint8)}
-    monkeypatch.delenv(datasets.ENV_MIRROR, raising=False)
+    monkeypatch.delenv(ENV_MIRROR, raising=False)
     spec = register(monkeypatch, "roomy", arrays, tmp_path / "source")
     return Tiny(spec, tmp_path / "source", arrays, tmp_path / "data")
 
@@ -509,7 +511,7 @@ def test_full_disk_during_download(http_server, tiny: Tiny,
         handle = real_open(file, mode, *args, **kwargs)
         return Full(handle) if str(file).endswith(".part") and mode in ("wb", "ab") else handle
 
-    monkeypatch.setattr(datasets, "open", full_open, raising=False)
+    monkeypatch.setattr(fetching, "open", full_open, raising=False)
     args = ["download", "--dataset", "tiny", "--data-dir", str(tiny.data_dir), "--mirror", mirror,
             "--quiet"]
     assert cli.main(args) == 2
@@ -520,7 +522,7 @@ def test_full_disk_during_download(http_server, tiny: Tiny,
     after = {p.name: p.read_bytes() for p in tiny.folder.iterdir() if ".part" not in p.name}
     assert after == before
     assert_only_verified(tiny.folder, tiny.spec, resumable=True)
-    monkeypatch.delattr(datasets, "open")  # space is back
+    monkeypatch.delattr(fetching, "open")  # space is back
     assert cli.main(args) == 0
     assert_only_verified(tiny.folder, tiny.spec)
 

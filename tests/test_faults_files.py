@@ -31,9 +31,11 @@ from hypothesis.extra import numpy as hnp
 from PIL import Image
 
 from mnist_twolayer import cli, idx
-from mnist_twolayer.errors import CheckpointError, DatasetError
+from mnist_twolayer.checkpoint import read_checkpoint
+from mnist_twolayer.config import config_from_preset
+from mnist_twolayer.errors import CheckpointError, DatasetError, TrainingInterrupted
 from mnist_twolayer.network import TwoLayerNet
-from mnist_twolayer.trainer import Trainer, TrainingInterrupted, config_from_preset, read_checkpoint
+from mnist_twolayer.trainer import Trainer
 
 PROPERTY = settings(max_examples=150, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -290,20 +292,23 @@ CHECKPOINT_FAULTS: dict[str, tuple[Callable[[Path, Path], None], str]] = {
     "inf in velocity/b1": (changed(poke("velocity/b1", (0,), np.inf)),
                            "array velocity/b1 holds NaN or inf"),
     "meta not JSON": (changed(lambda a, m: a.__setitem__("meta", np.array("{oops"))),
-                      f"{DAMAGED} (Expecting property name enclosed in double quotes: line 1 "
-                      f"column 2 (char 1))"),
+                      f"{DAMAGED} (meta is not JSON: Expecting property name enclosed in double "
+                      f"quotes: line 1 column 2 (char 1))"),
     "meta a list": (changed(lambda a, m: a.__setitem__("meta", np.array("[1, 2]"))),
                     f"{DAMAGED} (meta is not an object)"),
-    "format 2": (changed(lambda a, m: m.update(format=2)),
-                 "checkpoint format 2 is not 1; it was written by another version"),
+    "format 3": (changed(lambda a, m: m.update(format=3)),
+                 "checkpoint format 3 is not 2; it was written by another version"),
     "config with a text hidden size": (changed(lambda a, m: m["config"].update(hidden="lots")),
-                                       f"{DAMAGED} (TypeError: '>=' not supported between "
-                                       f"instances of 'str' and 'int')"),
+                                       f"{DAMAGED} (hidden_size must be a positive integer, not "
+                                       f"'lots')"),
     "state without position": (changed(lambda a, m: m["state"].pop("position")),
                                f"{DAMAGED} (no 'position')"),
     "history not lists": (changed(lambda a, m: m.update(history={"epochs": 3,
                                                                  "iteration_loss": []})),
-                          f"{DAMAGED} (TypeError: the history does not hold lists)"),
+                          "damaged history (epoch record 0 is not a record of numbers)"),
+    "state with a text iteration": (changed(lambda a, m: m["state"].update(iteration="7")),
+                                    f"{DAMAGED} (TypeError: state iteration is not a number of "
+                                    f"type int)"),
     "rng state of another generator": (changed(lambda a, m: m["rng_state"].update(
         bit_generator="MT19937")), "damaged random generator state (state must be for a PCG64 "
                                    "RNG)"),
@@ -337,6 +342,21 @@ def test_the_good_checkpoint_resumes(good_run: Path, mini_env: Path, tmp_path: P
     """Control for the faults above: the undamaged checkpoint, re-saved the same way, resumes."""
     run_dir = tmp_path / "run"
     checkpoint_with(good_run / "checkpoint.npz", run_dir / "checkpoint.npz", lambda a, m: None)
+    trainer = Trainer.resume(run_dir, data_dir=mini_env)
+    assert trainer.state.iteration == 15 and trainer.best_params is not None
+
+
+def test_a_format_1_checkpoint_still_resumes(good_run: Path, mini_env: Path,
+                                             tmp_path: Path) -> None:
+    """Format 1 (until 2026-11-23) also stored what the history tells; those fields are read
+    from the history now and ignored in the file."""
+    def as_format_1(arrays: dict, meta: dict) -> None:
+        meta["format"] = 1
+        meta["state"].update(epoch=1, best_val_accuracy=0.5, best_epoch=1, evals_since_best=0,
+                             stopped_early=False, time_to_accuracy={"0.97": None})
+
+    run_dir = tmp_path / "run"
+    checkpoint_with(good_run / "checkpoint.npz", run_dir / "checkpoint.npz", as_format_1)
     trainer = Trainer.resume(run_dir, data_dir=mini_env)
     assert trainer.state.iteration == 15 and trainer.best_params is not None
 

@@ -27,14 +27,11 @@ import pytest
 from faults_support import kill_when, no_figures, one_error_line
 
 from mnist_twolayer import cli, fileio
-from mnist_twolayer.errors import CheckpointError
-from mnist_twolayer.trainer import (
-    PARAM_NAMES,
-    Trainer,
-    TrainingInterrupted,
-    config_from_preset,
-    read_checkpoint,
-)
+from mnist_twolayer.checkpoint import read_checkpoint
+from mnist_twolayer.config import config_from_preset
+from mnist_twolayer.errors import CheckpointError, TrainingInterrupted
+from mnist_twolayer.network import PARAM_NAMES
+from mnist_twolayer.trainer import Trainer
 
 REPO = Path(__file__).resolve().parent.parent
 ENOSPC = os.strerror(errno.ENOSPC)
@@ -109,8 +106,7 @@ def test_signals_at_random_points_then_resume_is_bit_identical(
         with pytest.raises(TrainingInterrupted) as info:
             trainer.run()
         assert (info.value.iteration, info.value.signum) == (stop, signum)
-        arrays, meta = read_checkpoint(run_dir / "checkpoint.npz")
-        assert meta["state"]["iteration"] == stop
+        assert read_checkpoint(run_dir / "checkpoint.npz").state.iteration == stop
         history = json.loads((run_dir / "history.json").read_text())
         assert len(history["iteration_loss"]) == stop
         assert not list(run_dir.glob(".*.tmp"))
@@ -151,8 +147,8 @@ def test_divergence_seen_only_by_the_evaluation_keeps_the_last_good_checkpoint(
             rf"the loss reached {shown} at iteration 1 \(lr {re.escape(f'{float(lr):g}')}\); "
             rf"training diverged: lower the learning rate \(--lr\)\. The last good checkpoint "
             rf"is in {re.escape(str(run_dir))}", message), message
-        arrays, meta = read_checkpoint(run_dir / "checkpoint.npz")  # finite, or it would raise
-        assert meta["state"]["iteration"] == 0
+        # finite, or reading it would raise
+        assert read_checkpoint(run_dir / "checkpoint.npz").state.iteration == 0
         assert not (run_dir / "model.npz").exists()
 
 
@@ -238,8 +234,7 @@ def test_sigkill_in_the_middle_of_a_checkpoint_write(whole_cli: Path, tmp_path: 
     kill_when(process, ready.exists, timeout=60)
     assert run_files(run_dir) == [".tmp", "checkpoint.npz", "config.json", "history.csv",
                                   "history.json"]
-    arrays, meta = read_checkpoint(run_dir / "checkpoint.npz")
-    assert meta["state"]["iteration"] == 10  # the end of epoch 1
+    assert read_checkpoint(run_dir / "checkpoint.npz").state.iteration == 10  # the end of epoch 1
     assert len(json.loads((run_dir / "history.json").read_text())["iteration_loss"]) == 10
     partial = next(run_dir.glob(".checkpoint.npz.*.tmp"))
     with pytest.raises(CheckpointError):  # the half-written file is not a checkpoint...
@@ -247,6 +242,7 @@ def test_sigkill_in_the_middle_of_a_checkpoint_write(whole_cli: Path, tmp_path: 
     no_figures(monkeypatch)
     assert cli.main(["train", "--resume", str(run_dir)]) == 0  # ...and resume does not read it
     assert "test accuracy" in capsys.readouterr().out
+    assert not partial.exists()  # its writer is dead: the next write removed it
     assert_same_run(run_dir, whole_cli)
 
 
@@ -279,8 +275,7 @@ def test_sigkill_at_random_times_never_loses_the_checkpoint(whole_cli: Path,
             break
         assert set(run_files(run_dir)) <= allowed if run_dir.exists() else True
         if (run_dir / "checkpoint.npz").exists():
-            _, meta = read_checkpoint(run_dir / "checkpoint.npz")
-            iterations.append(meta["state"]["iteration"])
+            iterations.append(read_checkpoint(run_dir / "checkpoint.npz").state.iteration)
     assert iterations and iterations == sorted(iterations)  # there, and never went backwards
     no_figures(monkeypatch)
     args = ["train", "--resume", str(run_dir)] if (run_dir / "checkpoint.npz").exists() else [
@@ -356,8 +351,7 @@ def test_full_disk_at_a_checkpoint_is_one_line_and_keeps_the_last_one(
     assert cli.main(args) == 1
     assert one_error_line(capsys.readouterr().err) == f"{ENOSPC}: {run_dir / 'checkpoint.npz'}"
     assert (run_dir / "checkpoint.npz").read_bytes() == saved["before"]  # byte-identical
-    _, meta = read_checkpoint(run_dir / "checkpoint.npz")
-    assert meta["state"]["iteration"] == 10
+    assert read_checkpoint(run_dir / "checkpoint.npz").state.iteration == 10
     assert run_files(run_dir) == ["checkpoint.npz", "config.json", "history.csv",
                                   "history.json"]  # no temporary file left behind
     monkeypatch.undo()  # space again (the module's dataset and stubs stay)
@@ -411,8 +405,7 @@ def test_a_real_full_disk(whole_cli: Path, tmp_path: Path, monkeypatch: pytest.M
     assert result.stdout.splitlines()[-1] == "exit=1", result
     assert result.stderr == f"error: {ENOSPC}: {mount / 'run' / 'checkpoint.npz'}\n"
     assert run_files(out) == ["checkpoint.npz", "config.json"]
-    _, meta = read_checkpoint(out / "checkpoint.npz")
-    assert meta["state"]["iteration"] == 0
+    assert read_checkpoint(out / "checkpoint.npz").state.iteration == 0
     no_figures(monkeypatch)
     assert cli.main(["train", "--resume", str(out)]) == 0
     assert "test accuracy" in capsys.readouterr().out

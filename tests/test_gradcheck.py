@@ -16,10 +16,10 @@ from mnist_twolayer.gradcheck import (
     METHODS,
     comparison_pairs,
     parse_methods,
-    plot_comparisons,
     relative_error,
     run_gradcheck,
 )
+from mnist_twolayer.plots import plot_gradcheck
 
 FAST = "backprop,autograd,numerical_vectorized,numerical_nditer"
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "compare_gradients.py"
@@ -78,7 +78,7 @@ def test_result_schema_and_agreement(small_result):
 
 def test_chart_is_a_png_written_atomically(small_result, tmp_path):
     out = tmp_path / "errors.png"
-    plot_comparisons(small_result, out)
+    plot_gradcheck(small_result, out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["errors.png"]
 

@@ -14,7 +14,6 @@ from PIL import Image
 
 from mnist_twolayer.errors import ConfigError
 from mnist_twolayer.plots import (
-    confusion_matrix,
     moving_average,
     plot_accuracy,
     plot_confusion,
@@ -22,7 +21,6 @@ from mnist_twolayer.plots import (
     plot_misclassified,
     plot_runs,
     plot_weights,
-    precision_recall,
 )
 
 
@@ -59,37 +57,6 @@ def assert_png(path: Path, min_size: tuple[int, int] = (500, 250)) -> np.ndarray
 
 
 # --- numbers ---
-
-
-def test_confusion_matrix_matches_a_plain_count() -> None:
-    rng = np.random.default_rng(1)
-    t = rng.integers(0, 10, 5000, dtype=np.uint8)
-    p = np.where(rng.random(5000) < 0.9, t, rng.integers(0, 10, 5000))
-    expected = np.zeros((10, 10), dtype=np.int64)
-    np.add.at(expected, (t.astype(int), p), 1)
-    cm = confusion_matrix(t, p)
-    assert cm.dtype == np.int64 and cm.shape == (10, 10)
-    np.testing.assert_array_equal(cm, expected)
-    assert cm.sum() == 5000
-
-
-def test_confusion_matrix_rejects_bad_labels() -> None:
-    with pytest.raises(ValueError, match="outside 0..9"):
-        confusion_matrix(np.array([0, 10]), np.array([0, 1]))
-    with pytest.raises(ValueError, match="outside 0..2"):
-        confusion_matrix(np.array([0, 1]), np.array([-1, 1]), num_classes=3)
-    with pytest.raises(ValueError, match="3 labels but y_pred has 2"):
-        confusion_matrix(np.array([0, 1, 2]), np.array([0, 1]))
-
-
-def test_precision_recall_and_zero_division() -> None:
-    cm = np.array([[5, 1, 0],
-                   [2, 3, 0],
-                   [0, 0, 0]])  # class 2: never present, never predicted
-    precision, recall = precision_recall(cm)
-    np.testing.assert_allclose(precision, [5 / 7, 3 / 4, 0.0])
-    np.testing.assert_allclose(recall, [5 / 6, 3 / 5, 0.0])
-    assert np.isfinite(precision).all() and np.isfinite(recall).all()
 
 
 def test_moving_average_short_histories_and_divergence() -> None:

@@ -1,0 +1,151 @@
+"""What decides a run: :class:`TrainConfig`, the presets, and the one place a run's settings are
+checked before any data loads.
+
+A setting that belongs to the network (hidden size, init, dtype) or to the optimizer (learning
+rate, momentum, weight decay) is checked by the function that network and optimizer use
+themselves, so every check is written once and says the same thing wherever it fires.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .errors import ConfigError, check_choice
+from .network import GRADIENT_METHODS, check_net_settings
+from .optim import SCHEDULES, check_sgd_settings
+
+SAMPLINGS = ("permutation", "replacement")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a run. Saved as ``config.json``; presets fill it in."""
+
+    dataset: str = "mnist"
+    hidden: int = 256
+    epochs: int | None = 8
+    iters: int | None = None
+    batch_size: int = 100
+    lr: float = 0.2
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    init: str = "xavier"
+    weight_init_std: float = 0.01
+    dtype: str = "float32"
+    seed: int = 0
+    val_size: int = 0
+    train_size: int | None = None
+    sampling: str = "permutation"
+    gradient: str = "backprop"
+    standardize: bool = True
+    augment_shift: int = 0
+    patience: int | None = None
+    preset: str = "default"
+
+    def validate(self, n_train_available: int | None = None) -> None:
+        """Raise ConfigError for any setting that cannot work (with this much training data,
+        when ``n_train_available`` is given)."""
+        check_net_settings(self.hidden, self.init, self.dtype)
+        check_sgd_settings(self.lr, self.momentum, self.nesterov, self.weight_decay)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("sampling", self.sampling, SAMPLINGS)
+        check_choice("gradient method", self.gradient, GRADIENT_METHODS)
+        checks: list[tuple[bool, str]] = [
+            (self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}"),
+            (self.val_size >= 0, f"validation size must be >= 0, got {self.val_size}"),
+            (0 <= self.augment_shift <= 4,
+             f"augmentation shift must be 0..4 pixels, got {self.augment_shift}"),
+            ((self.epochs is None) != (self.iters is None),
+             "give the budget as epochs or as iterations, not both"),
+            (self.epochs is None or self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.iters is None or self.iters >= 1, f"iterations must be >= 1, got {self.iters}"),
+            (self.patience is None or self.patience >= 1,
+             f"patience must be >= 1, got {self.patience}"),
+            (self.patience is None or self.val_size > 0,
+             "early stopping (--patience) needs a validation split (--val-size)"),
+            (self.weight_init_std > 0, "weight_init_std must be > 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        if n_train_available is None:
+            return
+        if self.val_size >= n_train_available:
+            raise ConfigError(f"validation size {self.val_size} leaves no training data: the "
+                              f"training set has {n_train_available} samples")
+        available = n_train_available - self.val_size
+        if self.train_size is not None and not 1 <= self.train_size <= available:
+            raise ConfigError(f"train size must be 1..{available} (training samples left after "
+                              f"the validation split), got {self.train_size}")
+        n_train = self.train_size or available
+        if self.batch_size > n_train:
+            raise ConfigError(f"batch size {self.batch_size} is larger than the {n_train} "
+                              f"training samples")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
+        return cls(**values)
+
+
+def setting_names() -> tuple[str, ...]:
+    """The names of the settings a preset fills in and a caller may override (every field but
+    ``preset``, which names where the others came from)."""
+    return tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "preset")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The book's ch. 4 job: hidden 50, N(0, 0.01^2) init, lr 0.1, batches of 100 drawn with
+    # replacement, 10,000 iterations, plain SGD on [0, 1] inputs. In float32 (the book's images
+    # are float32; its float64 weights only make every product twice as slow); --dtype float64
+    # gives the book's arithmetic to the last bit.
+    "book": dict(hidden=50, init="normal", weight_init_std=0.01, lr=0.1, momentum=0.0,
+                 batch_size=100, epochs=None, iters=10000, sampling="replacement",
+                 schedule="constant", standardize=False, dtype="float32"),
+    # >= 98% test in a few seconds: 256 sigmoid units on standardized inputs, momentum, cosine.
+    "default": dict(hidden=256, init="xavier", lr=0.2, momentum=0.9, batch_size=100, epochs=8,
+                    iters=None, schedule="cosine", standardize=True, dtype="float32"),
+    # As far as a sigmoid two-layer net goes: wide, longer, weight decay, +-2 pixel shifts.
+    "best": dict(hidden=800, init="xavier", lr=0.1, momentum=0.9, nesterov=True,
+                 batch_size=100, epochs=30, iters=None, schedule="cosine", weight_decay=5e-5,
+                 augment_shift=2, standardize=True, dtype="float32"),
+}
+
+
+def config_from_preset(preset: str = "default", **overrides: Any) -> TrainConfig:
+    """A config from a preset with ``overrides`` (None values are ignored) applied on top."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    values = dict(PRESETS[preset], preset=preset)
+    given = {key: value for key, value in overrides.items() if value is not None}
+    if "iters" in given and "epochs" not in given:
+        values["epochs"] = None
+    if "epochs" in given and "iters" not in given:
+        values["iters"] = None
+    values.update(given)
+    return TrainConfig.from_dict(values)
+
+
+class SeedStreams(NamedTuple):
+    """Independent random streams of one run, all from its seed: changing how the batches are
+    drawn never changes the initial weights or the validation split."""
+
+    init: np.random.Generator
+    split: np.random.Generator
+    batches: np.random.Generator
+
+
+def seed_streams(seed: int) -> SeedStreams:
+    return SeedStreams(*(np.random.default_rng(child)
+                         for child in np.random.SeedSequence(seed).spawn(3)))

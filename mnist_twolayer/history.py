@@ -1,0 +1,108 @@
+"""A run's history: the loss of every iteration and one record per evaluation, its two files
+(history.json, history.csv), and the figures of merit read from it.
+
+The history is the one record of how a run went, so what can be read from it is not stored a
+second time: the best validation epoch, how many evaluations passed since, whether the run
+stopped early and when the test accuracy first reached each milestone are functions of it::
+
+    {"iteration_loss": [float, ...],
+     "epochs": [{"epoch": 1, "iteration": 600, "seconds": 1.2, "lr": 0.1,
+                 "train_loss": ..., "train_accuracy": ...,
+                 "val_loss": ... or None, "val_accuracy": ... or None,
+                 "test_loss": ..., "test_accuracy": ...}, ...]}
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .fileio import write_json_atomic, write_text_atomic
+
+# What every per-evaluation record holds: numbers, or null for a split the run lacks.
+HISTORY_COLUMNS = ("epoch", "iteration", "seconds", "lr", "train_loss", "train_accuracy",
+                   "val_loss", "val_accuracy", "test_loss", "test_accuracy")
+ACCURACY_MILESTONES = (0.97, 0.98)
+
+History = dict[str, list]
+
+
+def new_history() -> History:
+    return {"iteration_loss": [], "epochs": []}
+
+
+def best_evaluation(history: History) -> tuple[int, dict[str, Any]] | None:
+    """(index, record) of the first evaluation with the highest validation accuracy, or None
+    when the run has no validation split."""
+    best: tuple[int, dict[str, Any]] | None = None
+    for index, record in enumerate(history["epochs"]):
+        accuracy = record.get("val_accuracy")
+        if accuracy is not None and (best is None or accuracy > best[1]["val_accuracy"]):
+            best = index, record
+    return best
+
+
+def evaluations_since_best(history: History) -> int:
+    """How many evaluations came after the best one by validation accuracy (0 without one)."""
+    best = best_evaluation(history)
+    return 0 if best is None else len(history["epochs"]) - 1 - best[0]
+
+
+def time_to_accuracy(history: History, milestones: tuple[float, ...] = ACCURACY_MILESTONES
+                     ) -> dict[str, float | None]:
+    """Seconds of training until the first evaluation whose test accuracy reached each
+    milestone (keyed "0.97", ...); None for a milestone never reached."""
+    reached: dict[str, float | None] = {}
+    for milestone in milestones:
+        reached[f"{milestone:.2f}"] = next(
+            (record["seconds"] for record in history["epochs"]
+             if record.get("test_accuracy") is not None and record["test_accuracy"] >= milestone),
+            None)
+    return reached
+
+
+def write_history(run_dir: Path, history: History) -> None:
+    """history.json (everything) and history.csv (one row per evaluation), each atomically."""
+    write_json_atomic(run_dir / "history.json", history)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, extrasaction="ignore",
+                            lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history["epochs"])
+    write_text_atomic(run_dir / "history.csv", buffer.getvalue())
+
+
+def load_history(run_dir: str | Path) -> History:
+    """The history.json of a run folder, checked for the two lists every run has."""
+    path = Path(run_dir) / "history.json"
+    try:
+        history = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{run_dir} is not a run folder: no history.json") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: not a history file ({exc})") from None
+    if problem := history_problem(history):
+        raise ConfigError(f"{path}: {problem}")
+    return history
+
+
+def history_problem(history: Any) -> str | None:
+    """What makes ``history`` something other than a history (None if nothing does)."""
+    if not isinstance(history, dict) or not {"epochs", "iteration_loss"} <= history.keys():
+        return "not a history file (no epochs / iteration_loss)"
+    losses, records = history["iteration_loss"], history["epochs"]
+    if not isinstance(losses, list) or not all(map(_is_number, losses)):
+        return "damaged history (iteration_loss is not a list of numbers)"
+    for n, record in enumerate(records if isinstance(records, list) else [None]):
+        if not isinstance(record, dict) or not _is_number(record.get("epoch")) or not all(
+                record.get(key) is None or _is_number(record[key]) for key in HISTORY_COLUMNS):
+            return f"damaged history (epoch record {n} is not a record of numbers)"
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

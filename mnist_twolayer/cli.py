@@ -333,13 +333,13 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 
 def _add_plot(sub: argparse._SubParsersAction) -> None:
-    from .plots import RUN_METRICS
+    from .history import METRICS
 
     p = sub.add_parser("plot", help="overlay the curves of several runs in one figure")
     p.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR", help="run folders")
     p.add_argument("--out", type=Path, default=Path("runs.png"),
                    help="PNG file to write (default: runs.png)")
-    p.add_argument("--metric", choices=RUN_METRICS, default="test_accuracy",
+    p.add_argument("--metric", choices=METRICS, default="test_accuracy",
                    help="the curve to compare (default: test_accuracy)")
     p.set_defaults(run=_run_plot)
 

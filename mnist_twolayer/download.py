@@ -247,13 +247,16 @@ def _http_attempt(http: _Http, url: str, part: Path, f: DataFile) -> None:
         with open(part, mode) as out, tqdm(
             desc=f.filename, total=total, initial=offset, unit="B", unit_scale=True,
             unit_divisor=1024, leave=False, disable=http.quiet or not sys.stderr.isatty(),
+            delay=0.5,  # a transfer that fails at once leaves its one error line and no bar
         ) as bar:
             for chunk in response.raw.stream(1 << 16, decode_content=False):
                 out.write(chunk)
                 bar.update(len(chunk))
     received = part.stat().st_size
     if total is not None and received != total:
-        raise _Retry(f"truncated body ({received} of {total} bytes)")
+        # urllib3 2 raises ProtocolError for this itself; 1.26 ends the stream quietly
+        log.info("%s: %d of %d bytes", url, received, total)
+        raise _Retry("connection broken mid-transfer (truncated body)")
 
 
 def _download_from(http: _Http, base: str, folder: Path, f: DataFile,

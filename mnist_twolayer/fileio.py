@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -128,9 +128,18 @@ def save_npz_atomic(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarra
     for name, value in arrays.items():
         if np.asarray(value).dtype == object:
             raise TypeError(f"refusing to save object array {name!r}: it would need pickle")
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        write_npz(handle, arrays)
+
+
+def write_npz(file: BinaryIO, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write ``arrays`` as an uncompressed .npz into the open binary ``file``: what np.savez
+    writes, without pickle, and with the archive closed on every path, so a failed write (a
+    full disk) raises once instead of again from an unclosed ZipFile's finalizer."""
+    with zipfile.ZipFile(file, "w", zipfile.ZIP_STORED) as archive:
+        for name, value in arrays.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
 
 
 def read_npz(path: str | os.PathLike[str], kind: str) -> dict[str, np.ndarray]:

@@ -27,6 +27,9 @@ from .fileio import write_json_atomic, write_text_atomic
 HISTORY_COLUMNS = ("epoch", "iteration", "seconds", "lr", "train_loss", "train_accuracy",
                    "val_loss", "val_accuracy", "test_loss", "test_accuracy")
 ACCURACY_MILESTONES = (0.97, 0.98)
+METRICS = tuple(f"{split}_{kind}" for split in ("train", "val", "test")
+                for kind in ("accuracy", "loss"))
+"""The per-evaluation curves a history holds, by the names of their columns."""
 
 History = dict[str, list]
 

@@ -26,8 +26,9 @@ MAX_PIXELS = 50_000_000
 small file that claims a huge canvas (a decompression bomb) never allocates it."""
 
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
-"""Formats Pillow may try. A short list keeps plugins that call external programs (EPS) or
-parse rarely used containers out of reach of an untrusted file."""
+"""Formats Pillow may try, where its build has them (WEBP needs libwebp). A short list keeps
+plugins that call external programs (EPS) or parse rarely used containers out of reach of an
+untrusted file."""
 
 FIELD = 28
 BOX = 20
@@ -67,7 +68,7 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
         warnings.simplefilter("ignore")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with Image.open(file, formats=FORMATS) as im:
+            with Image.open(file, formats=_available_formats()) as im:
                 width, height = im.size
                 if width * height > MAX_PIXELS:
                     raise ImageError(f"{name}: image is {width}x{height} pixels "
@@ -85,6 +86,11 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
         except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, struct.error):
             # Pillow's plugins signal damaged data with any of these.
             raise ImageError(f"{name}: the image data is truncated or damaged") from None
+
+
+def _available_formats() -> list[str]:
+    Image.init()  # registers the plugins Pillow was built with
+    return [name for name in FORMATS if name in Image.OPEN]
 
 
 def _luminance(im: Image.Image) -> np.ndarray:
@@ -155,7 +161,7 @@ def _fit_box(ink: np.ndarray, box: int) -> np.ndarray:
     h, w = ink.shape
     scale = box / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    resized = Image.fromarray(ink.astype(np.float32)).resize(size, Image.LANCZOS)
+    resized = Image.fromarray(ink.astype(np.float32)).resize(size, Image.Resampling.LANCZOS)
     digit = np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
     peak = digit.max()
     return digit / peak if peak > 0 else digit

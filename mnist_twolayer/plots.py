@@ -31,6 +31,7 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from .errors import ConfigError
 from .fileio import atomic_path
+from .history import METRICS
 from .metrics import confusion_matrix
 
 if TYPE_CHECKING:
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 DPI = 120
 SPLITS = (("train", "train", "tab:blue"), ("val", "validation", "tab:orange"),
           ("test", "test", "tab:green"))
-RUN_METRICS = tuple(f"{split}_{kind}" for split, _, _ in SPLITS for kind in ("accuracy", "loss"))
 
 
 # --- numbers behind the figures ---
@@ -124,8 +124,8 @@ def plot_runs(runs: Sequence[tuple[str, dict[str, Any]]], path: str | os.PathLik
               metric: str = "test_accuracy") -> Path:
     """Several runs side by side: ``metric`` per epoch (left) and its counterpart (accuracy
     and loss of the same split) per epoch (right), one colour per run."""
-    if metric not in RUN_METRICS:
-        raise ConfigError(f"unknown metric {metric!r}; choose one of {', '.join(RUN_METRICS)}")
+    if metric not in METRICS:
+        raise ConfigError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
     if not runs:
         raise ConfigError("no runs to plot")
     split, kind = metric.split("_")

@@ -38,6 +38,9 @@ logger = logging.getLogger(__name__)
 # log-softmax keeps such a loss finite, so waiting for inf or NaN would train on garbage.
 DIVERGED_LOSS = 1000.0
 
+BAR_DELAY = 0.5
+"""Seconds before a progress bar appears (tqdm's ``delay``)."""
+
 RUN_FILES = ("config.json", "history.json", "history.csv", "metrics.json", "model.npz",
              "checkpoint.npz")
 FIGURES = ("loss.png", "accuracy.png", "confusion.png", "misclassified.png", "weights.png")
@@ -205,10 +208,12 @@ class Trainer:
         method = config.gradient
         losses = state.history["iteration_loss"]
         # Overflow is what divergence looks like: the loss checks below report it in one line,
-        # so NumPy's warnings about it must not reach the terminal.
+        # so NumPy's warnings about it must not reach the terminal. The bar waits a moment
+        # before it shows, so a run that fails at once leaves that one line and nothing else.
         with self._signals(), np.errstate(all="ignore"), tqdm(
                 total=self.total_iterations, initial=state.iteration, disable=self.quiet or None,
-                unit="it", leave=False, dynamic_ncols=True, file=sys.stderr) as bar:
+                unit="it", leave=False, dynamic_ncols=True, file=sys.stderr,
+                delay=BAR_DELAY) as bar:
             started = time.perf_counter()
             while state.iteration < self.total_iterations and not self.stopped_early:
                 if self._signal is not None:

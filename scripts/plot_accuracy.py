@@ -18,8 +18,8 @@ from pathlib import Path
 from mnist_twolayer.cli import OneLineParser, nonnegative_int, positive_int, run_reporting_errors
 from mnist_twolayer.config import config_from_preset
 from mnist_twolayer.errors import ConfigError
-from mnist_twolayer.history import load_history
-from mnist_twolayer.plots import RUN_METRICS, plot_runs
+from mnist_twolayer.history import METRICS, load_history
+from mnist_twolayer.plots import plot_runs
 from mnist_twolayer.trainer import Trainer
 
 SWEEPS = {"hidden": int, "lr": float, "batch_size": int, "momentum": float}
@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--epochs", type=positive_int, default=3, help="epochs per run")
     parser.add_argument("--train-size", type=positive_int, help="train on a subset")
     parser.add_argument("--seed", type=nonnegative_int, default=0)
-    parser.add_argument("--metric", choices=RUN_METRICS, default="test_accuracy")
+    parser.add_argument("--metric", choices=METRICS, default="test_accuracy")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs/sweep"),
                         help="where sweep runs are written (default: runs/sweep)")
     parser.add_argument("--out", type=Path, default=Path("accuracy.png"),

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from faults_support import no_figures, register_mini
+from PIL import Image
 
 from mnist_twolayer.datasets import DATASETS, DatasetSpec, load_mnist, mnist_layout
 from mnist_twolayer.download import ENV_MIRROR
@@ -31,6 +32,15 @@ def mnist() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray
         for array in split:
             array.setflags(write=False)
     return data
+
+
+def user_picture(digit: np.ndarray, size: int = 200) -> Image.Image:
+    """An MNIST digit as a person would draw it: black ink on white paper, ``size`` pixels
+    square, RGB. ``digit`` is 784 or 28x28 values, floats in [0, 1] or uint8."""
+    pixels = np.asarray(digit).reshape(28, 28)
+    ink = pixels if pixels.dtype == np.uint8 else np.round(pixels * 255).astype(np.uint8)
+    return Image.fromarray(255 - ink).resize((size, size), Image.Resampling.BICUBIC).convert(
+        "RGB")
 
 
 def mnist_batch(mnist, size: int, rng: int | np.random.Generator) -> tuple[np.ndarray,
@@ -68,9 +78,13 @@ class LocalServer:
                 pass
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                # recorded on arrival, so the order is the order the client asked in
+                with server._lock:
+                    index = len(server.requests)
+                    server.requests.append((self.path, dict(self.headers), 0))
                 sent = server._respond(self)
                 with server._lock:
-                    server.requests.append((self.path, dict(self.headers), sent))
+                    server.requests[index] = (self.path, dict(self.headers), sent)
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

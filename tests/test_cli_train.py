@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import user_picture
 from PIL import Image
 
 from mnist_twolayer.checkpoint import read_checkpoint
@@ -69,9 +70,7 @@ def test_evaluate_json_agrees_with_the_run(trained, capsys):
 
 
 def _digit_png(image: np.ndarray, path: Path) -> Path:
-    """An MNIST digit as a person would draw it: black on white, 200x200, RGB."""
-    pixels = (255 - np.round(image.reshape(28, 28) * 255)).astype(np.uint8)
-    Image.fromarray(pixels).resize((200, 200), Image.BICUBIC).convert("RGB").save(path)
+    user_picture(image).save(path)
     return path
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import user_picture
 from faults_support import one_error_line
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -480,8 +481,7 @@ def predictor(mini_env: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def drawn(digit: np.ndarray, size: int = 140) -> Image.Image:
-    """A digit as a person would draw it: black ink on white paper, large."""
-    return Image.fromarray(255 - digit).resize((size, size), Image.BICUBIC)
+    return user_picture(digit, size).convert("L")
 
 
 def test_predict_images_of_every_odd_kind(predictor: Path, tmp_path: Path) -> None:

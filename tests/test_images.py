@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import user_picture
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -27,12 +28,6 @@ def centre_of_mass(img: np.ndarray) -> tuple[float, float]:
     cy = (img.sum(axis=1) * GRID).sum() / mass
     cx = (img.sum(axis=0) * GRID).sum() / mass
     return float(cy), float(cx)
-
-
-def as_user_picture(digit: np.ndarray, size: int = 200) -> Image.Image:
-    """An MNIST digit as a person would draw it: black ink on white, large, RGB."""
-    ink = np.round(np.asarray(digit).reshape(28, 28) * 255).astype(np.uint8)
-    return Image.fromarray(255 - ink).resize((size, size), Image.BICUBIC).convert("RGB")
 
 
 def best_shift_correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -62,7 +57,7 @@ def test_mnist_digits_come_back_close_to_the_original(digits, tmp_path: Path) ->
     prepared = []
     for i, original in enumerate(x):
         path = tmp_path / f"digit{i}.png"
-        as_user_picture(original).save(path)
+        user_picture(original).save(path)
         out = image_to_mnist(path)
         assert out.shape == (784,) and out.dtype == np.float32
         assert 0.0 <= out.min() and out.max() == pytest.approx(1.0)
@@ -97,12 +92,12 @@ def test_mnist_centring_convention_matches_the_data(mnist) -> None:
 
 def reference(digit: np.ndarray, tmp_path: Path) -> np.ndarray:
     path = tmp_path / "reference.png"
-    as_user_picture(digit).convert("L").save(path)
+    user_picture(digit).convert("L").save(path)
     return image_to_mnist(path)
 
 
 def test_sixteen_bit_greyscale_uses_the_full_range(digit, tmp_path: Path) -> None:
-    grey = np.asarray(as_user_picture(digit).convert("L"), dtype=np.uint16) * 257
+    grey = np.asarray(user_picture(digit).convert("L"), dtype=np.uint16) * 257
     path = tmp_path / "deep.png"
     Image.fromarray(grey).save(path)
     assert Image.open(path).mode.startswith("I")
@@ -112,14 +107,14 @@ def test_sixteen_bit_greyscale_uses_the_full_range(digit, tmp_path: Path) -> Non
 
 def test_palette_image(digit, tmp_path: Path) -> None:
     path = tmp_path / "palette.png"
-    as_user_picture(digit).convert("P", palette=Image.Palette.ADAPTIVE, colors=16).save(path)
+    user_picture(digit).convert("P", palette=Image.Palette.ADAPTIVE, colors=16).save(path)
     assert Image.open(path).mode == "P"
     assert best_shift_correlation(image_to_mnist(path), digit) > 0.9
 
 
 def test_transparent_background_counts_as_white_paper(digit, tmp_path: Path) -> None:
     ink = np.round(digit * 255).astype(np.uint8)
-    big = np.asarray(Image.fromarray(ink).resize((200, 200), Image.BICUBIC))
+    big = np.asarray(Image.fromarray(ink).resize((200, 200), Image.Resampling.BICUBIC))
     rgba = np.zeros((200, 200, 4), dtype=np.uint8)  # black everywhere, opaque only on ink
     rgba[..., 3] = big
     path = tmp_path / "rgba.png"
@@ -132,7 +127,7 @@ def test_transparent_background_counts_as_white_paper(digit, tmp_path: Path) -> 
 
 def test_one_bit_image(digit, tmp_path: Path) -> None:
     path = tmp_path / "bits.png"
-    as_user_picture(digit).convert("L").point(lambda v: 255 if v > 128 else 0).convert("1") \
+    user_picture(digit).convert("L").point(lambda v: 255 if v > 128 else 0).convert("1") \
         .save(path)
     assert Image.open(path).mode == "1"
     out = image_to_mnist(path)
@@ -150,7 +145,7 @@ def test_jpeg_white_on_black_is_not_inverted(digit, tmp_path: Path) -> None:
 
 
 def test_exif_orientation_is_applied(digit, tmp_path: Path) -> None:
-    upright = as_user_picture(digit)
+    upright = user_picture(digit)
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
     path = tmp_path / "phone.png"
@@ -160,7 +155,7 @@ def test_exif_orientation_is_applied(digit, tmp_path: Path) -> None:
 
 def test_corrupt_exif_is_ignored_silently(digit, tmp_path: Path, capfd) -> None:
     path = tmp_path / "odd-exif.png"
-    as_user_picture(digit).save(path, exif=b"MM\x00\x2a\x00\x00\x00\x08\x00\x05")
+    user_picture(digit).save(path, exif=b"MM\x00\x2a\x00\x00\x00\x08\x00\x05")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # Pillow warns "Corrupt EXIF data" unless silenced
         np.testing.assert_allclose(image_to_mnist(path), reference(digit, tmp_path), atol=1e-6)
@@ -292,6 +287,6 @@ def test_file_too_large_on_disk_is_refused_unread(tmp_path: Path) -> None:
 
 def test_formats_outside_the_list_are_not_tried(digit, tmp_path: Path) -> None:
     path = tmp_path / "digit.tiff"
-    as_user_picture(digit).save(path)
+    user_picture(digit).save(path)
     with pytest.raises(ImageError, match="not an image"):
         load_image(path)

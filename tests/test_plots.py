@@ -223,3 +223,17 @@ def test_plotting_never_imports_pyplot(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert_png(tmp_path / "a.png")
+
+
+def test_commands_that_draw_nothing_never_import_matplotlib() -> None:
+    """matplotlib costs a second or more to import; predict, info, download and gradcheck
+    (and building the parser for any command) must not pay it."""
+    code = ("import sys\n"
+            "from mnist_twolayer import cli\n"
+            "cli.build_parser()\n"
+            "import mnist_twolayer.images, mnist_twolayer.download, mnist_twolayer.gradcheck\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "[]\n"

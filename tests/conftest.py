@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +37,14 @@ def mnist() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray
     return data
 
 
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m mnist_twolayer ARGS`` in a real process (so no traceback or warning can hide
+    in pytest's capture), with ``env`` added to this process's environment."""
+    return subprocess.run([sys.executable, "-m", "mnist_twolayer", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=cwd, env={**os.environ, **(env or {})})
+
+
 def user_picture(digit: np.ndarray, size: int = 200) -> Image.Image:
     """An MNIST digit as a person would draw it: black ink on white paper, ``size`` pixels
     square, RGB. ``digit`` is 784 or 28x28 values, floats in [0, 1] or uint8."""
@@ -55,18 +66,31 @@ class LocalServer:
     """A small HTTP server on 127.0.0.1 that serves ``files`` (URL path -> bytes).
 
     It honours ``Range: bytes=N-`` (206, with an ETag checked against ``If-Range``) unless the
-    path is in ``no_range``. Per-path misbehaviour: ``truncate`` (send half the body, then close;
-    a count of how many responses to cut, or -1 for all), ``stall`` (send headers, then
-    nothing). Every request is recorded in ``requests`` as (path, headers, bytes of body sent).
+    path is in ``no_range``. Per-path misbehaviour, where a count is how many responses
+    misbehave (-1: all of them):
+
+    - ``status``: path -> [HTTP code, count] answered instead of the file;
+    - ``truncate``: path -> count; half the body is sent, then the connection closes;
+    - ``stall``: paths whose headers are sent, then nothing;
+    - ``stall_midway``: path -> count; half the body, then nothing;
+    - ``no_length``: paths sent without Content-Length, cut in half, then closed;
+    - ``delay``: seconds to wait before any answer.
+
+    Every request is recorded in ``requests`` as (path, headers, bytes of body sent) when it
+    arrives, in the order the client asked; the byte count is None until the body (or the
+    part of it that will ever come) is sent.
     """
 
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
+        self.status: dict[str, list[int]] = {}
         self.truncate: dict[str, int] = {}
         self.stall: set[str] = set()
+        self.stall_midway: dict[str, int] = {}
+        self.no_length: set[str] = set()
         self.no_range: set[str] = set()
         self.delay = 0.0
-        self.requests: list[tuple[str, dict[str, str], int]] = []
+        self.requests: list[tuple[str, dict[str, str], int | None]] = []
         self.stop = threading.Event()
         self._lock = threading.Lock()
         server = self
@@ -78,13 +102,14 @@ class LocalServer:
                 pass
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                # recorded on arrival, so the order is the order the client asked in
                 with server._lock:
                     index = len(server.requests)
-                    server.requests.append((self.path, dict(self.headers), 0))
-                sent = server._respond(self)
-                with server._lock:
-                    server.requests[index] = (self.path, dict(self.headers), sent)
+                    server.requests.append((self.path, dict(self.headers), None))
+                try:
+                    server._respond(self, index)
+                finally:  # an error answer, or a stall that never ends: no body bytes
+                    if server.requests[index][2] is None:
+                        server._sent(index, 0)
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -93,13 +118,34 @@ class LocalServer:
                                        daemon=True)
         self.thread.start()
 
-    def _respond(self, handler: http.server.BaseHTTPRequestHandler) -> int:
+    def _take(self, counts: dict[str, int], path: str) -> bool:
+        """Whether this response of ``path`` misbehaves, counting it down if so."""
+        with self._lock:
+            left = counts.get(path, 0)
+            if left:
+                counts[path] = left - 1 if left > 0 else left
+        return bool(left)
+
+    def _sent(self, index: int, count: int) -> None:
+        with self._lock:
+            path, headers, _ = self.requests[index]
+            self.requests[index] = (path, headers, count)
+
+    def _respond(self, handler: http.server.BaseHTTPRequestHandler, index: int) -> None:
         path = handler.path
         body = self.files.get(path)
         if body is None:
             handler.send_error(404, "Not Found")
-            return 0
+            return
         time.sleep(self.delay)
+        if path in self.status:
+            with self._lock:
+                code, left = self.status[path]
+                if left:
+                    self.status[path][1] = left - 1 if left > 0 else left
+            if left:
+                handler.send_error(code)
+                return
         etag = f'"{hashlib.sha256(body).hexdigest()[:16]}"'
         start = 0
         wanted = handler.headers.get("Range", "")
@@ -111,25 +157,41 @@ class LocalServer:
             handler.send_header("Content-Range", f"bytes */{len(body)}")
             handler.send_header("Content-Length", "0")
             handler.end_headers()
-            return 0
+            return
         handler.send_response(206 if start else 200)
         if start:
             handler.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        handler.send_header("Content-Length", str(len(body) - start))
+        if path not in self.no_length:
+            handler.send_header("Content-Length", str(len(body) - start))
         handler.send_header("ETag", etag)
         handler.end_headers()
         payload = body[start:]
         if path in self.stall:
+            self._sent(index, 0)
             self.stop.wait(30)
-            return 0
-        cuts = self.truncate.get(path, 0)
-        if cuts:
-            self.truncate[path] = cuts - 1 if cuts > 0 else cuts
+            return
+        stall_midway = self._take(self.stall_midway, path)
+        if stall_midway or path in self.no_length or self._take(self.truncate, path):
             payload = payload[: len(payload) // 2]
             handler.close_connection = True
         handler.wfile.write(payload)
         handler.wfile.flush()
-        return len(payload)
+        self._sent(index, len(payload))
+        if stall_midway:
+            self.stop.wait(30)  # the client must give up by itself
+
+    def requests_for(self, path: str, count: int | None = None
+                     ) -> list[tuple[dict[str, str], int | None]]:
+        """The requests of ``path`` as (headers, bytes sent); with ``count``, wait up to 10 s
+        until that many have arrived and sent what they will (a response's thread may still
+        be writing when the client has already moved on)."""
+        deadline = time.monotonic() + 10
+        while True:
+            found = [(headers, sent) for p, headers, sent in self.requests if p == path]
+            done = None not in (sent for _, sent in found)
+            if count is None or (len(found) >= count and done) or time.monotonic() > deadline:
+                return found
+            time.sleep(0.01)
 
     def close(self) -> None:
         self.stop.set()

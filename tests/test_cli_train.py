@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import user_picture
+from conftest import run_cli, user_picture
 from PIL import Image
 
 from mnist_twolayer.checkpoint import read_checkpoint
@@ -23,9 +23,8 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mnist_twolayer", *args], capture_output=True,
-                          text=True, cwd=cwd or REPO, timeout=timeout)
+def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return run_cli(*args, cwd=cwd or REPO)
 
 
 @pytest.fixture(scope="module")

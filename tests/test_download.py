@@ -5,17 +5,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
 import shutil
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import LocalServer, Tiny
+from conftest import LocalServer, Tiny, run_cli
 
 from mnist_twolayer import cli, datasets, idx
 from mnist_twolayer.datasets import load_mnist
@@ -147,7 +144,7 @@ def test_resume_with_range(http_server, tiny: Tiny) -> None:
     server.truncate[path] = 1  # the first response is cut in half, later ones are whole
     download("tiny", tiny.data_dir, mirrors=[mirror], quiet=True,
              timeout=(2.0, 2.0), retries=1, backoff=0.0)
-    first, second = [(h, sent) for p, h, sent in server.requests if p == path]
+    first, second = server.requests_for(path, 2)
     assert "Range" not in first[0] and first[1] == size // 2
     assert second[0]["Range"] == f"bytes={size // 2}-"
     assert second[0]["If-Range"].startswith('"')
@@ -164,7 +161,7 @@ def test_restart_when_range_is_ignored(http_server, tiny: Tiny) -> None:
     server.no_range.add(path)
     download("tiny", tiny.data_dir, mirrors=[mirror], quiet=True,
              timeout=(2.0, 2.0), retries=1, backoff=0.0)
-    first, second = [(h, sent) for p, h, sent in server.requests if p == path]
+    first, second = server.requests_for(path, 2)
     assert "Range" not in first[0] and first[1] < size  # cut short
     assert second[0]["Range"] == f"bytes={size // 2}-" and second[1] == size  # a 200: all again
     assert_installed(tiny)
@@ -315,11 +312,6 @@ def test_fashion_from_dir_with_recompressed_payloads(tmp_path: Path) -> None:
 
 
 # --- the CLI ---
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mnist_twolayer", *args], capture_output=True,
-                          text=True, timeout=120, env={**os.environ, **(env or {})})
 
 
 def test_cli_info_json_of_the_shipped_mnist(capsys: pytest.CaptureFixture[str],

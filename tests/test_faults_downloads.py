@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -81,100 +81,10 @@ def assert_only_verified(folder: Path, spec: DatasetSpec, *, resumable: bool = F
 # --- a server that misbehaves in more ways ---
 
 
-class FaultServer(LocalServer):
-    """:class:`LocalServer` plus ``status`` (path -> [HTTP code, how many responses, -1 for
-    all]), ``stall_midway`` (path -> how many responses send half the body, then nothing) and
-    ``no_length`` (paths sent without Content-Length, cut in half, then the connection
-    closed)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.status: dict[str, list[int]] = {}
-        self.stall_midway: dict[str, int] = {}
-        self.no_length: set[str] = set()
-        self.log: list[tuple[str, dict[str, str], int]] = []  # like requests, recorded sooner
-
-    @staticmethod
-    def _take(counts: dict[str, int], path: str) -> bool:
-        left = counts.get(path, 0)
-        if left:
-            counts[path] = left - 1 if left > 0 else left
-        return bool(left)
-
-    def _respond(self, handler) -> int:
-        sent = self._misbehave(handler)
-        if sent is None:
-            sent = super()._respond(handler)
-            with self._lock:
-                self.log.append((handler.path, dict(handler.headers), sent))
-        return sent
-
-    def _misbehave(self, handler) -> int | None:
-        path = handler.path
-        if path in self.status and self.status[path][1]:
-            code = self.status[path][0]
-            self.status[path][1] -= 1 if self.status[path][1] > 0 else 0
-            handler.send_error(code)
-            with self._lock:
-                self.log.append((path, dict(handler.headers), 0))
-            return 0
-        stall = self._take(self.stall_midway, path)
-        if not stall and path not in self.no_length:
-            return None
-        body = self.files[path]
-        etag = f'"{hashlib.sha256(body).hexdigest()[:16]}"'
-        wanted = handler.headers.get("Range", "")
-        start = 0
-        if wanted.startswith("bytes=") and handler.headers.get("If-Range") in (None, etag):
-            start = int(wanted[len("bytes="):].rstrip("-"))
-        handler.send_response(206 if start else 200)
-        if start:
-            handler.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        if path not in self.no_length:
-            handler.send_header("Content-Length", str(len(body) - start))
-        handler.send_header("ETag", etag)
-        handler.end_headers()
-        half = body[start:start + (len(body) - start) // 2]
-        handler.wfile.write(half)
-        handler.wfile.flush()
-        with self._lock:  # now: a stalled response is recorded before it ends
-            self.log.append((path, dict(handler.headers), len(half)))
-        if stall:
-            self.stop.wait(30)  # the client must give up by itself
-        handler.close_connection = True
-        return len(half)
-
-
-@pytest.fixture
-def fault_server() -> Iterator[Callable[[], FaultServer]]:
-    servers: list[FaultServer] = []
-
-    def start() -> FaultServer:
-        servers.append(FaultServer())
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.close()
-
-
 def serve(server: LocalServer, tiny: Tiny, prefix: str) -> str:
     for f in tiny.spec.files:
         server.files[prefix + f.filename] = tiny.gz(f.split, f.kind)
     return server.url + prefix
-
-
-def requests_for(server: LocalServer, path: str,
-                 count: int | None = None) -> list[tuple[dict[str, str], int]]:
-    """The requests of ``path`` as (headers, bytes sent); with ``count``, wait up to 2 s for
-    that many (the server records a request after the client may already have moved on)."""
-    deadline = time.monotonic() + 2
-    while True:
-        log = getattr(server, "log", server.requests)
-        found = [(headers, sent) for p, headers, sent in log if p == path]
-        if count is None or len(found) >= count or time.monotonic() > deadline:
-            return found
-        time.sleep(0.01)
 
 
 def fault_prefix(url: str) -> str:
@@ -195,8 +105,8 @@ def refusing_url() -> Iterator[str]:
 
 @pytest.mark.parametrize("fault", ["refused", "unknown host", "403", "500"])
 def test_failing_mirror_alone_is_one_error_and_then_the_next_mirror_serves(
-        fault: str, fault_server, tiny: Tiny, refusing_url: str) -> None:
-    server = fault_server()
+        fault: str, http_server, tiny: Tiny, refusing_url: str) -> None:
+    server = http_server()
     good = serve(server, tiny, "/good/")
     bad, expected, tries = {
         "refused": (refusing_url, "connection failed (Connection refused) (after 2 attempts)", 2),
@@ -220,7 +130,7 @@ def test_failing_mirror_alone_is_one_error_and_then_the_next_mirror_serves(
     else:
         assert reason == expected
         if fault != "refused":
-            assert len(requests_for(server, f"/{fault_prefix(bad)}/{IMAGES}", tries)) == tries
+            assert len(server.requests_for(f"/{fault_prefix(bad)}/{IMAGES}", tries)) == tries
     assert_only_verified(tiny.folder, tiny.spec)
     results = download("tiny", tiny.data_dir, mirrors=[bad, good], quiet=True, **FAST)
     assert [(r.action, r.source) for r in results] == [("downloaded", good)] * 4
@@ -244,11 +154,11 @@ def roomy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Tiny:
     return Tiny(spec, tmp_path / "source", arrays, tmp_path / "data")
 
 
-def test_body_stalling_midway_times_out_then_resumes_from_the_partial(fault_server,
+def test_body_stalling_midway_times_out_then_resumes_from_the_partial(http_server,
                                                                       roomy: Tiny) -> None:
     """The pulled network cable: the first run gives up after its retries and keeps what it
     received; the next run asks only for the rest (Range) and verifies the whole."""
-    server = fault_server()
+    server = http_server()
     mirror = serve(server, roomy, "/roomy/")
     path = f"/roomy/{IMAGES}"
     size = len(server.files[path])
@@ -261,7 +171,7 @@ def test_body_stalling_midway_times_out_then_resumes_from_the_partial(fault_serv
     assert time.monotonic() - started < 5
     assert str(info.value) == (f"could not get roomy file {IMAGES}: {mirror}: read timeout (the "
                                f"server stopped sending) (after 2 attempts){HINT}")
-    (first, sent1), (second, _) = requests_for(server, path, 2)
+    (first, sent1), (second, _) = server.requests_for(path, 2)
     assert "Range" not in first and sent1 == size // 2
     assert second["Range"].startswith("bytes=")  # the retry already resumed
     part = folder / f".{IMAGES}.part"
@@ -270,15 +180,15 @@ def test_body_stalling_midway_times_out_then_resumes_from_the_partial(fault_serv
     assert_only_verified(folder, roomy.spec, resumable=True)
 
     download("roomy", roomy.data_dir, mirrors=[mirror], quiet=True, **FAST)
-    third, sent3 = requests_for(server, path, 3)[2]
+    third, sent3 = server.requests_for(path, 3)[2]
     assert third["Range"] == f"bytes={kept}-" and sent3 == size - kept  # only the rest
     assert_only_verified(folder, roomy.spec)
 
 
-def test_body_cut_short_without_content_length_is_caught_by_verification(fault_server,
+def test_body_cut_short_without_content_length_is_caught_by_verification(http_server,
                                                                          tiny: Tiny) -> None:
     """With no Content-Length the cut cannot be seen in transfer; the gzip check sees it."""
-    server = fault_server()
+    server = http_server()
     cut = serve(server, tiny, "/cut/")
     good = serve(server, tiny, "/good/")
     server.no_length.add(f"/cut/{IMAGES}")
@@ -350,7 +260,7 @@ def test_leftover_of_a_killed_download_is_replaced(leftover: str, http_server,
         (tiny.folder / IMAGES).write_bytes(gz[: len(gz) // 2])
     results = download("tiny", tiny.data_dir, mirrors=[mirror], quiet=True, **FAST)
     assert [r.action for r in results] == ["downloaded"] * 4
-    (headers, sent), = requests_for(server, f"/tiny/{IMAGES}", 1)
+    (headers, sent), = server.requests_for(f"/tiny/{IMAGES}", 1)
     assert sent == len(gz)  # the whole file, fresh
     if leftover == "part of a changed file":
         assert headers["If-Range"] == '"0123456789abcdef"'  # the server saw the stale validator
@@ -360,10 +270,10 @@ def test_leftover_of_a_killed_download_is_replaced(leftover: str, http_server,
 
 
 def test_download_process_killed_midway_leaves_a_partial_the_next_run_resumes(
-        fault_server, tmp_path: Path) -> None:
+        http_server, tmp_path: Path) -> None:
     """A real process, SIGKILLed while receiving the real MNIST: its lock dies with it, the
     partial file stays hidden, and the next run resumes it."""
-    server = fault_server()
+    server = http_server()
     for f in datasets.DATASETS["mnist"].files:
         server.files[f"/mnist/{f.filename}"] = (REPO / "data" / "mnist" / f.filename).read_bytes()
     mirror = f"{server.url}/mnist/"
@@ -385,7 +295,7 @@ def test_download_process_killed_midway_leaves_a_partial_the_next_run_resumes(
     results = download("mnist", tmp_path, mirrors=[mirror], quiet=True, **FAST)
     assert time.monotonic() - started < 20  # the dead process's lock did not hold us up
     assert [r.action for r in results] == ["downloaded"] * 4
-    headers, sent = requests_for(server, path, 2)[1]
+    headers, sent = server.requests_for(path, 2)[1]
     assert headers["Range"] == f"bytes={kept}-" and sent == size - kept
     assert_only_verified(folder, datasets.DATASETS["mnist"])
 

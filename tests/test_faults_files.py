@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import user_picture
+from conftest import run_cli, user_picture
 from faults_support import one_error_line
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -534,7 +534,8 @@ def test_predict_images_of_every_odd_kind(predictor: Path, tmp_path: Path) -> No
         (tmp_path / name).write_bytes(data)
         paths.append(tmp_path / name)
     paths.append(tmp_path / "missing.png")
-    result = _run_cli("predict", str(predictor), *map(str, paths), "--json")
+    result = run_cli("predict", str(predictor), *map(str, paths), "--json",
+                     env={"PYTHONWARNINGS": "default"})  # deprecations shown too
     assert result.returncode == 2
     predictions = {Path(p["image"]).name: p for p in json.loads(result.stdout)["predictions"]}
     for name in good:
@@ -554,12 +555,3 @@ def _png_bytes(image: Image.Image, format: str = "PNG") -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=format)
     return buffer.getvalue()
-
-
-def _run_cli(*args: str):
-    import subprocess
-    import sys
-
-    return subprocess.run([sys.executable, "-m", "mnist_twolayer", *args], capture_output=True,
-                          text=True, timeout=120, env={**os.environ, "PYTHONWARNINGS": "default"})
-

@@ -12,6 +12,8 @@ from mnist_twolayer.functions import (
     cross_entropy_error,
     log_softmax,
     numerical_diff,
+    relu,
+    relu_grad,
     sigmoid,
     sigmoid_grad,
     softmax,
@@ -50,6 +52,20 @@ def test_log_softmax_is_exact_where_softmax_underflows():
                                rtol=1e-15)
     z = np.random.default_rng(0).standard_normal((4, 10))
     np.testing.assert_allclose(log_softmax(z), np.log(softmax(z)), rtol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_relu_and_its_derivative_keep_the_dtype_and_give_0_at_0(dtype):
+    x = np.array([-1e30, -2.5, -0.0, 0.0, 1e-30, 3.0, 1e30], dtype=dtype)
+    y = relu(x)
+    assert y.dtype == dtype and relu_grad(x).dtype == dtype
+    np.testing.assert_array_equal(y, np.array([0, 0, 0, 0, 1e-30, 3, 1e30], dtype=dtype))
+    # 0 at x = 0, as the Relu layer's mask (x <= 0) and torch.relu's backward
+    np.testing.assert_array_equal(relu_grad(x), [0, 0, 0, 0, 1, 1, 1])
+    out = x.copy()
+    assert relu(out, out=out) is out
+    np.testing.assert_array_equal(out, y)
+    assert relu([-1, 2]).dtype == np.float64  # integers become float64, as in sigmoid
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

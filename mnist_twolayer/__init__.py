@@ -26,13 +26,15 @@ from .errors import (
 from .functions import (
     cross_entropy_error,
     numerical_diff,
+    relu,
+    relu_grad,
     sigmoid,
     sigmoid_grad,
     softmax,
     sum_squared_error,
 )
 from .gradcheck import gradcheck_mnist, run_gradcheck
-from .gradient import numerical_gradient
+from .gradient import gradient_descent, numerical_gradient
 from .network import TwoLayerNet
 from .optim import SGD
 from .trainer import Trainer
@@ -53,9 +55,12 @@ __all__ = [
     "config_from_preset",
     "cross_entropy_error",
     "gradcheck_mnist",
+    "gradient_descent",
     "load_mnist",
     "numerical_diff",
     "numerical_gradient",
+    "relu",
+    "relu_grad",
     "run_gradcheck",
     "sigmoid",
     "sigmoid_grad",

@@ -219,6 +219,14 @@ class Sigmoid(Function):
         return gy * y * (1 - y)
 
 
+class Relu(Function):
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return F.relu(x)
+
+    def backward(self, gy: np.ndarray) -> np.ndarray:
+        return gy * F.relu_grad(self.inputs[0].data)
+
+
 class Sum(Function):
     def __init__(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> None:
         self.axis = axis
@@ -278,6 +286,10 @@ def square(x: Any) -> Variable:
 
 def sigmoid(x: Any) -> Variable:
     return Sigmoid()(x)
+
+
+def relu(x: Any) -> Variable:
+    return Relu()(x)
 
 
 def sum(x: Any, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Variable:

@@ -59,6 +59,8 @@ nonnegative_int = _number(int, "an integer", 0, strict=False)
 positive_float = _number(float, "a number", 0.0, strict=True)
 nonnegative_float = _number(float, "a number", 0.0, strict=False)
 unit_interval = _number(float, "a number", 0.0, strict=False, high=1.0)
+# beyond 0.1 a difference quotient says little about the derivative (and exp may overflow)
+finite_difference_step = _number(float, "a number", 0.0, strict=True, high=0.1)
 
 
 def _print_json(obj: Any) -> None:
@@ -356,7 +358,8 @@ def _run_plot(args: argparse.Namespace) -> int:
 
 
 def _add_gradcheck(sub: argparse._SubParsersAction) -> None:
-    from .gradcheck import METHODS
+    from .gradcheck import METHODS, STEPS
+    from .gradient import ACTIVATIONS, ORDERS
 
     p = sub.add_parser("gradcheck", help="compare the gradient paths on real MNIST images")
     p.add_argument("--batch", type=positive_int, default=100,
@@ -369,7 +372,15 @@ def _add_gradcheck(sub: argparse._SubParsersAction) -> None:
                    help="picks the images and the initial weights (default: 0)")
     p.add_argument("--methods", metavar="LIST",
                    help=f"comma-separated paths among {', '.join(METHODS)} "
-                        "(default: all; torch only if installed)")
+                        "(default: all; torch only if installed, nditer only for order 2)")
+    p.add_argument("--activation", choices=ACTIVATIONS, default="sigmoid",
+                   help="hidden activation of the net (default: sigmoid)")
+    p.add_argument("--order", type=int, choices=ORDERS, default=2,
+                   help="finite differences: 2 = central, 4 = five-point stencil "
+                        "(vectorized only) (default: 2)")
+    p.add_argument("--h", type=finite_difference_step,
+                   help=f"finite-difference step (default: {STEPS[2]:g} for order 2, "
+                        f"{STEPS[4]:g} for order 4)")
     p.add_argument("--data-dir", type=Path, help="where datasets live (see README)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=_run_gradcheck)
@@ -380,7 +391,8 @@ def _run_gradcheck(args: argparse.Namespace) -> int:
 
     methods = parse_methods(args.methods) if args.methods is not None else None
     result = gradcheck_mnist(batch=args.batch, hidden=args.hidden, dtype=args.dtype,
-                             seed=args.seed, methods=methods, data_dir=args.data_dir)
+                             seed=args.seed, methods=methods, activation=args.activation,
+                             order=args.order, h=args.h, data_dir=args.data_dir)
     if args.json:
         _print_json(result.to_dict())
     else:

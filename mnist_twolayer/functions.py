@@ -1,4 +1,4 @@
-"""Activation and loss functions of the book's ch. 3-4, written so they never overflow.
+"""Activation and loss functions of the book's ch. 3-5, written so they never overflow.
 
 All functions work in the dtype of their input (float32 stays float32) and accept either a single
 sample (1-D) or a batch (2-D, one sample per row). Targets ``t`` are class indices (any integer
@@ -39,6 +39,21 @@ def sigmoid_grad(x: np.ndarray) -> np.ndarray:
     """Derivative of :func:`sigmoid` at x: sigmoid(x) * (1 - sigmoid(x)), as in the book."""
     y = sigmoid(x)
     return y * (1 - y)
+
+
+def relu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """max(x, 0), elementwise (the book's ch. 3 ``relu``); ``out`` may be ``x`` itself."""
+    return np.maximum(_float_array(x), 0, out=out)
+
+
+def relu_grad(x: np.ndarray) -> np.ndarray:
+    """Derivative of :func:`relu`: 1 where x > 0, else 0, in x's dtype.
+
+    At x = 0 this follows the book's ``Relu`` layer (its mask is ``x <= 0``) and PyTorch, so every
+    gradient path agrees; the book's ``common/functions.relu_grad`` alone gives 1 there.
+    """
+    x = _float_array(x)
+    return (x > 0).astype(x.dtype)
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:

@@ -5,6 +5,12 @@ Paths: ``backprop`` (the layers), ``autograd`` (the define-by-run engine), ``num
 differences at once) and, when PyTorch is installed, ``torch`` (torch.autograd in float64, an
 outside reference). Shared by ``python -m mnist_twolayer gradcheck`` and
 ``scripts/compare_gradients.py``.
+
+With ReLU, an entry whose finite-difference steps move some sample's hidden pre-activation across
+0 has a difference quotient that is not the derivative (see :mod:`mnist_twolayer.gradient`):
+comparisons of a numerical path with an analytic one leave exactly those entries out and report
+how many they left out; the two numerical paths compute the same quotients and are compared on
+every entry.
 """
 
 from __future__ import annotations
@@ -20,13 +26,17 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError
+from .gradient import ACTIVATIONS, ORDERS, two_layer_numerical_gradient
 from .network import NUMERICAL_METHODS, PARAM_NAMES, TwoLayerNet
 
 logger = logging.getLogger(__name__)
 
 METHODS = ("backprop", "autograd", *(f"numerical_{m}" for m in NUMERICAL_METHODS), "torch")
 """The network's own paths (its numerical ones by name), then PyTorch's as an outside check."""
-H = 1e-4  # the finite-difference step of both numerical paths
+# The default finite-difference step per stencil order. Order 2: the book's 1e-4. Order 4: its
+# truncation error C h^4 and the rounding of the stored step p + h (relative ~ulp(p) / h) balance
+# near (ulp / 4C)^(1/5) ~ 3e-4 for the 784-50-10 net (measured in the README).
+STEPS = {2: 1e-4, 4: 3e-4}
 
 Gradients = dict[str, np.ndarray]
 
@@ -36,8 +46,10 @@ def torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def default_methods() -> tuple[str, ...]:
-    return METHODS if torch_available() else METHODS[:-1]
+def default_methods(order: int = 2) -> tuple[str, ...]:
+    """Every path that can run: torch only if installed, the nditer loop only for order 2."""
+    return tuple(m for m in METHODS if (m != "torch" or torch_available())
+                 and (m != "numerical_nditer" or order == 2))
 
 
 def parse_methods(text: str) -> tuple[str, ...]:
@@ -57,7 +69,8 @@ def relative_error(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b) / denominator) if denominator else 0.0
 
 
-def torch_gradient(params: Mapping[str, np.ndarray], x: np.ndarray, t: np.ndarray) -> Gradients:
+def torch_gradient(params: Mapping[str, np.ndarray], x: np.ndarray, t: np.ndarray,
+                   activation: str = "sigmoid") -> Gradients:
     """The net's gradient by torch.autograd in float64, whatever the parameters' dtype."""
     import torch
 
@@ -65,13 +78,15 @@ def torch_gradient(params: Mapping[str, np.ndarray], x: np.ndarray, t: np.ndarra
          for k, v in params.items()}
     xt = torch.from_numpy(np.asarray(x, dtype=np.float64))
     tt = torch.from_numpy(np.asarray(t, dtype=np.int64))
-    logits = torch.sigmoid(xt @ p["W1"] + p["b1"]) @ p["W2"] + p["b2"]
+    act = torch.relu if activation == "relu" else torch.sigmoid
+    logits = act(xt @ p["W1"] + p["b1"]) @ p["W2"] + p["b2"]
     torch.nn.functional.cross_entropy(logits, tt).backward()
     return {k: p[k].grad.numpy() for k in PARAM_NAMES}
 
 
-def check_methods(methods: Sequence[str]) -> None:
-    """Refuse unknown paths, and torch without PyTorch, before any work starts."""
+def check_methods(methods: Sequence[str], order: int = 2) -> None:
+    """Refuse unknown paths, torch without PyTorch and the nditer loop at order 4, before any
+    work starts."""
     unknown = [name for name in methods if name not in METHODS]
     if unknown:
         raise ConfigError(f"unknown gradient method {', '.join(map(repr, unknown))}; "
@@ -79,15 +94,25 @@ def check_methods(methods: Sequence[str]) -> None:
     if "torch" in methods and not torch_available():
         raise ConfigError("the torch path needs PyTorch: pip install 'mnist_twolayer[torch]' "
                           "or leave torch out of the methods")
+    if order not in ORDERS:
+        raise ConfigError(f"order must be one of {', '.join(map(str, ORDERS))}, not {order!r}")
+    if order != 2 and "numerical_nditer" in methods:
+        raise ConfigError(f"numerical_nditer is the book's central difference (order 2); "
+                          f"order {order} is for numerical_vectorized only: leave "
+                          f"numerical_nditer out of the methods")
 
 
-def compute_gradients(net: TwoLayerNet, x: np.ndarray, t: np.ndarray, method: str) -> Gradients:
-    """The gradient of ``net.loss(x, t)`` by one of :data:`METHODS`, in arrays the caller owns."""
-    check_methods([method])
+def compute_gradients(net: TwoLayerNet, x: np.ndarray, t: np.ndarray, method: str, *,
+                      order: int = 2, h: float | None = None) -> Gradients:
+    """The gradient of ``net.loss(x, t)`` by one of :data:`METHODS`, in arrays the caller owns.
+
+    The numerical paths use the stencil of ``order`` with step ``h`` (default: STEPS[order])."""
+    check_methods([method], order)
     if method == "torch":
-        return torch_gradient(net.params, x, net._labels(t, len(x)))
+        return torch_gradient(net.params, x, net._labels(t, len(x)), net.activation)
     if method.startswith("numerical_"):
-        return net.numerical_gradient(x, t, method.removeprefix("numerical_"), h=H)
+        return net.numerical_gradient(x, t, method.removeprefix("numerical_"),
+                                      h=STEPS[order] if h is None else h, order=order)
     return net.gradient(x, t, method)
 
 
@@ -119,13 +144,21 @@ def comparison_pairs(methods: Sequence[str]) -> list[tuple[str, str]]:
     return pairs
 
 
+def is_numerical(method: str) -> bool:
+    return method.startswith("numerical_")
+
+
 @dataclass
 class Comparison:
+    """``a`` against ``b`` for one parameter, over all its entries but ``excluded`` (ReLU kink
+    entries, left out when exactly one of the two paths is numerical)."""
+
     a: str
     b: str
     param: str
     rel_error: float
     max_abs_diff: float
+    excluded: int = 0
 
 
 @dataclass
@@ -136,9 +169,15 @@ class GradcheckResult:
     timings: dict[str, float]
     comparisons: list[Comparison]
     gradients: dict[str, Gradients] = field(repr=False)
+    kinks: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    """Per parameter, the entries whose finite-difference steps cross a ReLU kink (empty for
+    sigmoid, or without a numerical path)."""
+
+    def kink_counts(self) -> dict[str, int]:
+        return {name: int(np.count_nonzero(mask)) for name, mask in self.kinks.items()}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"config": self.config, "timings": self.timings,
+        return {"config": self.config, "timings": self.timings, "kinks": self.kink_counts(),
                 "comparisons": [vars(c) for c in self.comparisons]}
 
     def find(self, a: str, b: str, param: str) -> Comparison:
@@ -153,58 +192,96 @@ class GradcheckResult:
         cfg = self.config
         source = "".join(f"{cfg[key]} " for key in ("dataset", "split") if key in cfg)
         lines = [f"gradcheck on {cfg['batch']} {source}images, "
-                 f"net {cfg['input_size']}-{cfg['hidden']}-{cfg['output_size']}, "
-                 f"{cfg['dtype']}, seed {cfg['seed']}", "", f"{'path':<22}{'seconds':>12}"]
+                 f"net {cfg['input_size']}-{cfg['hidden']}-{cfg['output_size']} "
+                 f"{cfg['activation']}, {cfg['dtype']}, seed {cfg['seed']}, "
+                 f"differences of order {cfg['order']} with h = {cfg['h']:g}",
+                 "", f"{'path':<22}{'seconds':>12}"]
         lines += [f"{name:<22}{seconds:>12.6f}" for name, seconds in self.timings.items()]
         if "numerical_nditer" in self.timings and "numerical_vectorized" in self.timings:
             speedup = self.timings["numerical_nditer"] / self.timings["numerical_vectorized"]
             lines.append(f"vectorized is {speedup:.0f}x faster than nditer")
         if self.comparisons:
-            lines += ["", f"{'a':<22}{'b':<22}{'param':<7}{'rel_error':>12}{'max_abs_diff':>14}"]
+            lines += ["", f"{'a':<22}{'b':<22}{'param':<7}{'rel_error':>12}{'max_abs_diff':>14}"
+                          f"{'excluded':>10}"]
             lines += [f"{c.a:<22}{c.b:<22}{c.param:<7}{c.rel_error:>12.3e}{c.max_abs_diff:>14.3e}"
-                      for c in self.comparisons]
+                      f"{c.excluded:>10}" for c in self.comparisons]
+        if self.kinks:
+            counts = ", ".join(f"{name} {n} of {self.kinks[name].size}"
+                               for name, n in self.kink_counts().items())
+            steps = "+-h" if cfg["order"] == 2 else "+-h or +-2h"
+            lines += ["", f"ReLU kink entries (a step of {steps} moves some sample's hidden "
+                          f"pre-activation across 0): {counts}; their difference quotients are "
+                          f"not derivatives, so comparisons of a numerical path with an "
+                          f"analytic one exclude them"]
         return "\n".join(lines)
+
+
+def compare(a: str, b: str, param: str, ga: np.ndarray, gb: np.ndarray,
+            exclude: np.ndarray | None = None) -> Comparison:
+    """rel_error and max_abs_diff of ``ga`` and ``gb`` over the entries ``exclude`` leaves in."""
+    keep = slice(None) if exclude is None else ~exclude
+    ga = np.asarray(ga, dtype=np.float64)[keep]
+    gb = np.asarray(gb, dtype=np.float64)[keep]
+    max_abs_diff = float(np.max(np.abs(ga - gb))) if ga.size else 0.0
+    excluded = 0 if exclude is None else int(np.count_nonzero(exclude))
+    return Comparison(a, b, param, relative_error(ga, gb), max_abs_diff, excluded)
 
 
 def run_gradcheck(x: np.ndarray, t: np.ndarray, *, hidden: int = 50, output_size: int = 10,
                   dtype: str = "float64", seed: int | np.random.Generator | None = 0,
-                  methods: Sequence[str] | None = None,
+                  methods: Sequence[str] | None = None, activation: str = "sigmoid",
+                  order: int = 2, h: float | None = None,
                   config: Mapping[str, Any] | None = None) -> GradcheckResult:
-    """Build a fresh net (the book's init, from ``seed``) for the batch ``x``, ``t`` (class
-    indices) and compare its gradients by each of ``methods`` (default: every available path).
+    """Build a fresh net (the book's init, from ``seed``, with ``activation``) for the batch
+    ``x``, ``t`` (class indices) and compare its gradients by each of ``methods`` (default: every
+    available path). The numerical paths use the stencil of ``order`` (2 or 4) with step ``h``
+    (default: ``STEPS[order]``).
 
     ``config`` adds to (or overrides) the description of the run in the result."""
-    methods = tuple(methods) if methods is not None else default_methods()
-    check_methods(methods)
+    methods = tuple(methods) if methods is not None else default_methods(order)
+    check_methods(methods, order)
+    if activation not in ACTIVATIONS:
+        raise ConfigError(f"unknown activation {activation!r}; "
+                          f"choose one of {', '.join(ACTIVATIONS)}")
+    h = STEPS[order] if h is None else h
+    if not (isinstance(h, (int, float)) and 0 < h < float("inf")):
+        raise ConfigError(f"the step h must be a positive number, not {h!r}")
     if "torch" in methods:
         importlib.import_module("torch")  # a second or two, not part of the torch path's time
-    net = TwoLayerNet(x.shape[1], hidden, output_size, dtype=dtype, seed=seed)
+    net = TwoLayerNet(x.shape[1], hidden, output_size, dtype=dtype, seed=seed,
+                      activation=activation)
     x = np.asarray(x, dtype=net.dtype)
     timings: dict[str, float] = {}
     gradients: dict[str, Gradients] = {}
     for method in methods:
         logger.info("computing gradients by %s", method)
         gradients[method], timings[method] = _timed(
-            lambda m=method: compute_gradients(net, x, t, m))
+            lambda m=method: compute_gradients(net, x, t, m, order=order, h=h))
+    kinks: dict[str, np.ndarray] = {}
+    if activation == "relu" and any(map(is_numerical, methods)):
+        # the same steps as the numerical paths; not timed
+        kinks = two_layer_numerical_gradient(net.params, x, net._labels(t, len(x)), h,
+                                             activation=activation, order=order).kinks
     comparisons = [
-        Comparison(a, b, name, relative_error(gradients[a][name], gradients[b][name]),
-                   float(np.max(np.abs(gradients[a][name].astype(np.float64)
-                                       - gradients[b][name].astype(np.float64)))))
+        compare(a, b, name, gradients[a][name], gradients[b][name],
+                kinks.get(name) if is_numerical(a) != is_numerical(b) else None)
         for a, b in comparison_pairs(methods) for name in PARAM_NAMES
     ]
     described = {
         "batch": x.shape[0], "hidden": hidden, "input_size": net.input_size,
         "output_size": net.output_size, "dtype": net.dtype.name,
-        "seed": seed if isinstance(seed, int) else None,
-        "init": "normal", "weight_init_std": 0.01, "h": H, "methods": list(methods),
+        "seed": seed if isinstance(seed, int) else None, "activation": activation,
+        "init": "normal", "weight_init_std": 0.01, "order": order, "h": h,
+        "methods": list(methods),
     }
     # the caller's keys first and winning, then the rest
     full_config = {**(config or {}), **described, **(config or {})}
-    return GradcheckResult(full_config, timings, comparisons, gradients)
+    return GradcheckResult(full_config, timings, comparisons, gradients, kinks)
 
 
 def gradcheck_mnist(*, batch: int = 100, hidden: int = 50, dtype: str = "float64", seed: int = 0,
-                    methods: Sequence[str] | None = None, dataset: str = "mnist",
+                    methods: Sequence[str] | None = None, activation: str = "sigmoid",
+                    order: int = 2, h: float | None = None, dataset: str = "mnist",
                     data_dir: str | os.PathLike[str] | None = None) -> GradcheckResult:
     """:func:`run_gradcheck` on ``batch`` training images drawn without replacement by ``seed``.
 
@@ -223,5 +300,5 @@ def gradcheck_mnist(*, batch: int = 100, hidden: int = 50, dtype: str = "float64
     index = np.sort(rng.choice(len(x_train), size=batch, replace=False))
     return run_gradcheck(x_train[index], t_train[index], hidden=hidden,
                          output_size=int(t_train.max()) + 1, dtype=dtype, seed=rng,
-                         methods=methods, config={"dataset": dataset, "split": "train",
-                                                  "seed": seed})
+                         methods=methods, activation=activation, order=order, h=h,
+                         config={"dataset": dataset, "split": "train", "seed": seed})

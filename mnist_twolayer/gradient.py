@@ -1,5 +1,6 @@
-"""Numerical gradients by central differences: the book's nditer loop, and a vectorized method
-that computes the same differences for every parameter of the two-layer net at once.
+"""Numerical gradients by finite differences: the book's nditer loop, the book's
+``gradient_descent`` on top of it, and a vectorized method that computes the same differences for
+every parameter of the two-layer net at once.
 
 The vectorized method exploits the net's structure. Moving W1[i, j] shifts only hidden unit j,
 and only in the samples whose pixel i is non-zero; moving b1[j] shifts hidden unit j everywhere;
@@ -10,20 +11,43 @@ a change along one direction, and the change in each sample's loss has a closed 
     loss lse(a) - a[t] by log(sum_k p_k exp(c * (w_k - w_t))) = log1p(sum_k p_k expm1(c * u_k))
 
 with p = softmax(a) and u = w - w_t, and a shift s of a hidden pre-activation a1 changes its
-sigmoid by sigmoid(a1 + s) - sigmoid(a1) = -sigmoid(a1 + s) * sigmoid(-a1) * expm1(-s).
-Evaluating these differences directly, instead of subtracting two losses near 2.3, leaves
-rounding errors near 1e-16 of the difference rather than of the loss.
+output by
+
+    sigmoid(a1 + s) - sigmoid(a1) = -sigmoid(a1 + s) * sigmoid(-a1) * expm1(-s)
+    relu(a1 + s) - relu(a1)       = max(s, -a1) if a1 > 0, else max(a1 + s, 0)
+
+(the ReLU form is exact: at most the one rounding of a1 + s). Evaluating these differences
+directly, instead of subtracting two losses near 2.3, leaves rounding errors near 1e-16 of the
+difference rather than of the loss.
+
+A ReLU unit is linear on each side of 0, so a step that moves some sample's pre-activation across
+0 (a "kink") gives a difference quotient that is an average of two slopes, not the derivative:
+no step size or stencil order fixes that. Such entries are reported in
+:attr:`NumericalGradient.kinks` so that a comparison with an analytic gradient can leave out
+exactly those and say how many it left out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
-from .functions import numerical_diff, sigmoid
+from .functions import numerical_diff, relu, sigmoid
 
-__all__ = ["numerical_diff", "numerical_gradient", "two_layer_numerical_gradient"]
+__all__ = ["ACTIVATIONS", "ORDERS", "NumericalGradient", "gradient_descent", "numerical_diff",
+           "numerical_gradient", "two_layer_numerical_gradient"]
+
+ACTIVATIONS = ("sigmoid", "relu")
+
+# order -> (denominator, ((multiple m, weight w), ...)): the derivative is
+# sum_m w * (f(x + m h) - f(x - m h)) / (denominator * h), with truncation error O(h^order)
+_STENCILS: dict[int, tuple[int, tuple[tuple[int, int], ...]]] = {
+    2: (2, ((1, 1),)),             # (f(x+h) - f(x-h)) / 2h
+    4: (12, ((1, 8), (2, -1))),    # (8 f(x+h) - 8 f(x-h) - f(x+2h) + f(x-2h)) / 12h
+}
+ORDERS = tuple(_STENCILS)
 
 
 def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray,
@@ -50,12 +74,65 @@ def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray,
     return grad
 
 
-def _steps(param: np.ndarray, h: float) -> np.ndarray:
-    """The shifts the nditer loop really applies, (param + h) - param and (param - h) - param,
-    rounded in the parameter's own dtype; stacked on a new first axis and returned in float64."""
-    plus = (param + param.dtype.type(h)).astype(np.float64) - param
-    minus = (param - param.dtype.type(h)).astype(np.float64) - param
-    return np.stack([plus, minus])
+def gradient_descent(f: Callable[[np.ndarray], float], init_x: np.ndarray, lr: float = 0.01,
+                     step_num: int = 100, *, return_path: bool = False
+                     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """The book's ch. 4 descent: ``step_num`` times x <- x - lr * numerical_gradient(f, x).
+
+    Returns the final x. With ``return_path=True`` returns (x, path), path holding the
+    step_num + 1 points visited, ``init_x`` first and the final x last, ready to plot (the book's
+    script records the points before each step, without the last). Unlike the book's version
+    this never moves ``init_x`` itself; integer starting points are taken as float64.
+    """
+    x = np.array(init_x)  # a copy: the caller's array stays where it was
+    if not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float64)
+    path = [x.copy()]
+    for _ in range(step_num):
+        x -= lr * numerical_gradient(f, x)
+        if return_path:
+            path.append(x.copy())
+    return (x, np.stack(path)) if return_path else x
+
+
+@dataclass
+class NumericalGradient:
+    """What :func:`two_layer_numerical_gradient` computed.
+
+    ``kinks`` maps each parameter name to a boolean mask of its shape: True where one of the
+    stencil's steps moves some sample's ReLU pre-activation across 0 (always all False for
+    sigmoid), so that the entry's difference quotient is not the derivative.
+    """
+
+    loss: float
+    grads: dict[str, np.ndarray]
+    kinks: dict[str, np.ndarray]
+
+    @property
+    def kink_counts(self) -> dict[str, int]:
+        """How many entries of each parameter cross a kink."""
+        return {name: int(np.count_nonzero(mask)) for name, mask in self.kinks.items()}
+
+
+def _steps(param: np.ndarray, h: float, order: int) -> np.ndarray:
+    """The shifts a loop that sets param + m h and param - m h really applies, rounded in the
+    parameter's own dtype, for each multiple m of the stencil: stacked on a new first axis as
+    (+m1, -m1, +m2, -m2, ...) and returned in float64."""
+    shifts = []
+    for m, _ in _STENCILS[order][1]:
+        step = param.dtype.type(m * h)
+        shifts += [(param + step).astype(np.float64) - param,
+                   (param - step).astype(np.float64) - param]
+    return np.stack(shifts)
+
+
+def _combine(d: np.ndarray, order: int) -> np.ndarray:
+    """sum_m w * (d[+m] - d[-m]) over the stencil, from loss changes stacked as by _steps."""
+    weights = [w for _, w in _STENCILS[order][1]]
+    total = weights[0] * (d[0] - d[1])
+    for k, w in enumerate(weights[1:], start=1):
+        total += w * (d[2 * k] - d[2 * k + 1])
+    return total
 
 
 def _sigmoid_change(a: np.ndarray, sigmoid_neg_a: np.ndarray, shift: np.ndarray) -> np.ndarray:
@@ -63,25 +140,55 @@ def _sigmoid_change(a: np.ndarray, sigmoid_neg_a: np.ndarray, shift: np.ndarray)
     return -sigmoid(a + shift) * sigmoid_neg_a * np.expm1(-shift)
 
 
+def _relu_change(a: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """relu(a + shift) - relu(a), exactly but for the one rounding of a + shift."""
+    return np.where(a > 0, np.maximum(shift, -a), np.maximum(a + shift, 0))
+
+
+def _crosses_kink(a: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """Whether a + shift lies on the other side of ReLU's kink than a (x <= 0 is the flat side,
+    as in the Relu layer's mask); exact, since rounding a + shift never changes its sign."""
+    return (a + shift > 0) != (a > 0)
+
+
 def two_layer_numerical_gradient(params: Mapping[str, np.ndarray], x: np.ndarray,
-                                 t: np.ndarray, h: float = 1e-4
-                                 ) -> tuple[float, dict[str, np.ndarray]]:
-    """Central-difference gradients of the two-layer net's mean cross-entropy, all at once.
+                                 t: np.ndarray, h: float = 1e-4, *,
+                                 activation: str = "sigmoid", order: int = 2
+                                 ) -> NumericalGradient:
+    """Finite-difference gradients of the two-layer net's mean cross-entropy, all at once.
 
     ``params`` holds W1 (D, H), b1 (H,), W2 (H, O) and b2 (O,); ``x`` is (N, D) and ``t`` holds
-    N class indices. Each entry is (L(p + h) - L(p - h)) / 2h as the nditer loop computes it,
-    but evaluated in float64 from the closed forms in the module docstring. Returns the
-    unperturbed loss and the gradients in the parameters' dtypes.
+    N class indices; ``activation`` is the hidden layer's ("sigmoid" or "relu"). ``order`` 2 is
+    the central difference (L(p + h) - L(p - h)) / 2h, entry by entry as the nditer loop
+    computes it; ``order`` 4 is the five-point stencil (8 (L(p + h) - L(p - h)) - (L(p + 2h) -
+    L(p - 2h))) / 12h, whose truncation error is O(h^4) instead of O(h^2). Every loss change is
+    evaluated in float64 from the closed forms in the module docstring. Returns the unperturbed
+    loss, the gradients in the parameters' dtypes and the ReLU kink entries.
     """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; choose one of "
+                         f"{', '.join(ACTIVATIONS)}")
+    if order not in _STENCILS:
+        raise ValueError(f"order must be one of {', '.join(map(str, ORDERS))}, not {order!r}")
     W1, b1, W2, b2 = (np.asarray(params[k], dtype=np.float64) for k in ("W1", "b1", "W2", "b2"))
     x = np.asarray(x, dtype=np.float64)
     t = np.asarray(t)
     n = x.shape[0]
     rows = np.arange(n)
+    is_relu = activation == "relu"
 
     a1 = x @ W1 + b1
-    z1 = sigmoid(a1)
-    sig_neg_a1 = sigmoid(-a1)
+    if is_relu:
+        z1 = relu(a1)
+
+        def hidden_change(shift: np.ndarray, sample: np.ndarray | int) -> np.ndarray:
+            return _relu_change(a1[sample], shift)
+    else:
+        z1 = sigmoid(a1)
+        sig_neg_a1 = sigmoid(-a1)
+
+        def hidden_change(shift: np.ndarray, sample: np.ndarray | int) -> np.ndarray:
+            return _sigmoid_change(a1[sample], sig_neg_a1[sample], shift)
     a2 = z1 @ W2 + b2
     shifted = a2 - a2.max(axis=1, keepdims=True)
     p = np.exp(shifted)
@@ -102,33 +209,40 @@ def two_layer_numerical_gradient(params: Mapping[str, np.ndarray], x: np.ndarray
         return np.log1p(probs * np.expm1(shift)) - shift * label
 
     grads: dict[str, np.ndarray] = {}
-    scale = 1.0 / (2 * h * n)
+    kinks = {name: np.zeros(np.shape(params[name]), dtype=bool)
+             for name in ("W1", "b1", "W2", "b2")}
+    scale = 1.0 / (_STENCILS[order][0] * h * n)
 
     # b2[k]: logit k of every sample moves by the step
-    d = logit_loss_change(_steps(params["b2"], h)[:, None, :], p, is_label)  # (2, N, O)
-    grads["b2"] = (d[0] - d[1]).sum(axis=0) * scale
+    d = logit_loss_change(_steps(params["b2"], h, order)[:, None, :], p, is_label)  # (S, N, O)
+    grads["b2"] = _combine(d, order).sum(axis=0) * scale
 
     # W2[j, k]: logit k of sample n moves by step * z1[n, j]
-    shift = _steps(params["W2"], h)[:, None, :, :] * z1[None, :, :, None]  # (2, N, H, O)
+    shift = _steps(params["W2"], h, order)[:, None, :, :] * z1[None, :, :, None]  # (S, N, H, O)
     d = logit_loss_change(shift, p[:, None, :], is_label[:, None, :])
-    grads["W2"] = (d[0] - d[1]).sum(axis=0) * scale
+    grads["W2"] = _combine(d, order).sum(axis=0) * scale
 
     # b1[j]: hidden unit j of every sample moves by the step
-    shift = _steps(params["b1"], h)[:, None, :]  # (2, 1, H)
-    d = hidden_loss_change(_sigmoid_change(a1, sig_neg_a1, shift), rows)  # (2, N, H)
-    grads["b1"] = (d[0] - d[1]).sum(axis=0) * scale
+    shift = _steps(params["b1"], h, order)[:, None, :]  # (S, 1, H)
+    d = hidden_loss_change(hidden_change(shift, rows), rows)  # (S, N, H)
+    grads["b1"] = _combine(d, order).sum(axis=0) * scale
+    if is_relu:
+        kinks["b1"] = _crosses_kink(a1, shift).any(axis=(0, 1))
 
     # W1[i, j]: hidden unit j of sample n moves by step * x[n, i]; nothing moves where x is 0
-    steps_w1 = _steps(params["W1"], h)  # (2, D, H)
+    steps_w1 = _steps(params["W1"], h, order)  # (S, D, H)
     g_w1 = np.zeros(W1.shape)
     for s in range(n):
         moved = np.flatnonzero(x[s])
         if moved.size == 0:
             continue
-        shift = steps_w1[:, moved, :] * x[s, moved][None, :, None]  # (2, m, H)
-        d = hidden_loss_change(_sigmoid_change(a1[s], sig_neg_a1[s], shift), s)
-        g_w1[moved] += d[0] - d[1]
+        shift = steps_w1[:, moved, :] * x[s, moved][None, :, None]  # (S, m, H)
+        d = hidden_loss_change(hidden_change(shift, s), s)
+        g_w1[moved] += _combine(d, order)
+        if is_relu:
+            kinks["W1"][moved] |= _crosses_kink(a1[s], shift).any(axis=0)
     grads["W1"] = g_w1 * scale
 
-    return loss, {k: grads[k].astype(params[k].dtype, copy=False)
-                  for k in ("W1", "b1", "W2", "b2")}
+    return NumericalGradient(loss, {k: grads[k].astype(params[k].dtype, copy=False)
+                                    for k in ("W1", "b1", "W2", "b2")},
+                             kinks)

@@ -1,4 +1,4 @@
-"""Backprop layers of the book's ch. 5: Affine, Sigmoid, SoftmaxWithLoss.
+"""Backprop layers of the book's ch. 5: Affine, Sigmoid, Relu, SoftmaxWithLoss.
 
 Each layer caches what its backward pass needs during ``forward`` and returns the gradient of the
 loss with respect to its input from ``backward``; Affine also keeps ``dW`` and ``db``.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .functions import sigmoid
+from .functions import relu, sigmoid
 
 
 def _buffer(old: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -74,6 +74,30 @@ class Sigmoid:
         np.subtract(1, self.out, out=self.dx)
         self.dx *= self.out
         self.dx *= dout
+        return self.dx
+
+
+class Relu:
+    """out = max(x, 0). As in the book, ``mask`` marks the inputs x <= 0, and backward passes no
+    gradient through them: dx = dout where x > 0, else 0 (so the derivative at 0 is 0).
+
+    Unlike the book's layer, backward leaves ``dout`` untouched and writes into its own ``dx``.
+    """
+
+    def __init__(self) -> None:
+        self.mask: np.ndarray | None = None
+        self.out: np.ndarray | None = None
+        self.dx: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.mask = np.less_equal(x, 0, out=_buffer(self.mask, x.shape, np.dtype(bool)))
+        self.out = relu(x, out=_buffer(self.out, x.shape, x.dtype))
+        return self.out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        self.dx = _buffer(self.dx, dout.shape, dout.dtype)
+        np.copyto(self.dx, dout)
+        self.dx[self.mask] = 0
         return self.dx
 
 

@@ -1,5 +1,6 @@
-"""TwoLayerNet: the book's ch. 4-5 network (Affine - Sigmoid - Affine - Softmax) with four ways
-to its gradient that must agree: backprop (the default), autograd, and two numerical ones.
+"""TwoLayerNet: the book's ch. 4-5 network (Affine - Sigmoid or Relu - Affine - Softmax) with
+four ways to its gradient that must agree: backprop (the default), autograd, and two numerical
+ones.
 
 All arithmetic happens in the net's ``dtype``; inputs of another dtype are converted once at the
 door, so float32 training never upcasts. Targets ``t`` are class indices (any integer dtype, e.g.
@@ -19,9 +20,9 @@ import numpy as np
 from . import autograd as ag
 from .errors import CheckpointError, ConfigError, check_choice
 from .fileio import read_npz, save_npz_atomic
-from .functions import check_class_indices, log_softmax, sigmoid, softmax
-from .gradient import numerical_gradient, two_layer_numerical_gradient
-from .layers import Affine, Sigmoid, SoftmaxWithLoss
+from .functions import check_class_indices, log_softmax, relu, sigmoid, softmax
+from .gradient import ACTIVATIONS, ORDERS, numerical_gradient, two_layer_numerical_gradient
+from .layers import Affine, Relu, Sigmoid, SoftmaxWithLoss
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +30,9 @@ PARAM_NAMES = ("W1", "b1", "W2", "b2")
 INITS = ("normal", "xavier", "he")
 GRADIENT_METHODS = ("backprop", "autograd", "numerical")
 NUMERICAL_METHODS = ("nditer", "vectorized")
-FORMAT_VERSION = 1
+# Version 2 files record a ReLU net; a sigmoid net is still written as version 1 (its meaning
+# has not changed), so that older readers refuse a ReLU model instead of running it as sigmoid.
+FORMAT_VERSION = 2
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 DTYPES = tuple(_DTYPES)
 
@@ -61,8 +64,9 @@ def check_net_settings(hidden_size: Any, init: str, dtype: Any) -> None:
 
 
 class TwoLayerNet:
-    """input -> Affine1 -> Sigmoid1 -> Affine2 -> softmax, with cross-entropy loss.
+    """input -> Affine1 -> Sigmoid1 (or Relu1) -> Affine2 -> softmax, with cross-entropy loss.
 
+    ``activation`` is "sigmoid" (the book's ch. 4 net, the default) or "relu" (its ch. 5 net).
     ``init`` chooses the weight scale: "normal" is the book's ``weight_init_std * randn``,
     "xavier" uses std 1/sqrt(fan_in) and "he" sqrt(2/fan_in) (``weight_init_std`` is then
     unused); biases start at zero. ``seed`` (None, an int or a ``np.random.Generator``) makes
@@ -72,12 +76,15 @@ class TwoLayerNet:
     def __init__(self, input_size: int, hidden_size: int, output_size: int,
                  weight_init_std: float = 0.01, *, init: str = "normal",
                  dtype: np.dtype | type | str = np.float64,
-                 seed: int | np.random.Generator | None = None) -> None:
+                 seed: int | np.random.Generator | None = None,
+                 activation: str = "sigmoid") -> None:
         self.input_size = _positive_int("input_size", input_size)
         self.hidden_size = _positive_int("hidden_size", hidden_size)
         self.output_size = _positive_int("output_size", output_size)
         self.dtype = net_dtype(dtype)
         check_choice("init", init, INITS)
+        check_choice("activation", activation, ACTIVATIONS)
+        self.activation = activation
         rng = np.random.default_rng(seed)
 
         def weights(fan_in: int, fan_out: int) -> np.ndarray:
@@ -97,13 +104,16 @@ class TwoLayerNet:
         # data, whose gradient nobody needs
         self.layers: OrderedDict[str, Any] = OrderedDict()
         self.layers["Affine1"] = Affine(self.params["W1"], self.params["b1"], input_grad=False)
-        self.layers["Sigmoid1"] = Sigmoid()
+        if activation == "relu":
+            self.layers["Relu1"] = Relu()
+        else:
+            self.layers["Sigmoid1"] = Sigmoid()
         self.layers["Affine2"] = Affine(self.params["W2"], self.params["b2"])
         self.last_layer = SoftmaxWithLoss()
 
     def __repr__(self) -> str:
         return (f"TwoLayerNet({self.input_size}, {self.hidden_size}, {self.output_size}, "
-                f"dtype={self.dtype.name})")
+                f"activation={self.activation!r}, dtype={self.dtype.name})")
 
     # --- inputs ---
 
@@ -131,7 +141,7 @@ class TwoLayerNet:
         p = self.params
         h = x @ p["W1"]
         h += p["b1"]
-        sigmoid(h, out=h)
+        (relu if self.activation == "relu" else sigmoid)(h, out=h)
         a = h @ p["W2"]
         a += p["b2"]
         return a
@@ -194,7 +204,8 @@ class TwoLayerNet:
 
     def _autograd(self, x: np.ndarray, t: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
         v = {name: ag.Variable(value, name) for name, value in self.params.items()}
-        hidden = ag.sigmoid(ag.matmul(x, v["W1"]) + v["b1"])
+        act = ag.relu if self.activation == "relu" else ag.sigmoid
+        hidden = act(ag.matmul(x, v["W1"]) + v["b1"])
         loss = ag.softmax_cross_entropy(ag.matmul(hidden, v["W2"]) + v["b2"], t)
         loss.backward()
         return float(loss.data), {name: v[name].grad for name in PARAM_NAMES}
@@ -216,7 +227,8 @@ class TwoLayerNet:
         if method == "autograd":
             return self._autograd(x, t)
         check_choice("gradient method", method, GRADIENT_METHODS)
-        return two_layer_numerical_gradient(self.params, x, t)
+        result = two_layer_numerical_gradient(self.params, x, t, activation=self.activation)
+        return result.loss, result.grads
 
     def gradient(self, x: np.ndarray, t: np.ndarray, method: str = "backprop"
                  ) -> dict[str, np.ndarray]:
@@ -228,18 +240,28 @@ class TwoLayerNet:
         return grads
 
     def numerical_gradient(self, x: np.ndarray, t: np.ndarray, method: str = "vectorized",
-                           h: float = 1e-4) -> dict[str, np.ndarray]:
+                           h: float = 1e-4, order: int = 2) -> dict[str, np.ndarray]:
         """Gradient of :meth:`loss` by central differences with step ``h``.
 
         "nditer" is the book's element-by-element loop (two full forward passes per parameter,
         ~20 s for 784-50-10 at batch 100); "vectorized" computes the same differences for all
         parameters at once from the net's structure (see :mod:`mnist_twolayer.gradient`).
+        ``order`` 4 (vectorized only) uses the five-point stencil, truncation error O(h^4).
+        With ReLU, entries whose steps cross the kink are not derivatives; see
+        :func:`~mnist_twolayer.gradient.two_layer_numerical_gradient` for which they are.
         """
         check_choice("numerical method", method, NUMERICAL_METHODS)
+        if order not in ORDERS:
+            raise ConfigError(f"order must be one of {', '.join(map(str, ORDERS))}, "
+                              f"not {order!r}")
         x = self._input(x)
         t = self._labels(t, x.shape[0])
         if method == "vectorized":
-            return two_layer_numerical_gradient(self.params, x, t, h)[1]
+            return two_layer_numerical_gradient(self.params, x, t, h, activation=self.activation,
+                                                order=order).grads
+        if order != 2:
+            raise ConfigError(f"the nditer loop is the book's central difference (order 2), "
+                              f"not order {order}; use method='vectorized'")
 
         def loss_w(_: np.ndarray) -> float:
             return self.loss(x, t)
@@ -249,16 +271,19 @@ class TwoLayerNet:
     # --- files ---
 
     def save(self, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None) -> None:
-        """Write the parameters, sizes, dtype and JSON ``metadata`` to an ``.npz`` atomically.
+        """Write the parameters, sizes, dtype, activation and JSON ``metadata`` to an ``.npz``
+        atomically.
 
         ``metadata`` (default: :attr:`metadata`) must be JSON-serializable; no pickle is used.
         """
         meta = self.metadata if metadata is None else metadata
         arrays = {
-            "format_version": np.array(FORMAT_VERSION, dtype=np.int64),
+            "format_version": np.array(FORMAT_VERSION if self.activation == "relu" else 1,
+                                       dtype=np.int64),
             "sizes": np.array([self.input_size, self.hidden_size, self.output_size],
                               dtype=np.int64),
             "dtype": np.array(self.dtype.name),
+            "activation": np.array(self.activation),
             "metadata": np.array(json.dumps(meta, allow_nan=False)),
             **self.params,
         }
@@ -269,7 +294,8 @@ class TwoLayerNet:
     def load(cls, path: str | os.PathLike[str]) -> TwoLayerNet:
         """Read a net written by :meth:`save`; any problem is a CheckpointError naming the file.
 
-        The loaded metadata is in :attr:`metadata`.
+        The loaded metadata is in :attr:`metadata`. Files of format version 1 written before
+        the activation was recorded hold a sigmoid net and load as one.
         """
         arrays = read_npz(path, "saved model")
 
@@ -284,9 +310,9 @@ class TwoLayerNet:
         version = arrays["format_version"]
         if version.shape != () or not np.issubdtype(version.dtype, np.integer):
             raise fail(f"format_version is not an integer ({version.dtype}{version.shape})")
-        if int(version) != FORMAT_VERSION:
+        if not 1 <= int(version) <= FORMAT_VERSION:
             raise CheckpointError(f"{path}: format version {int(version)} is not supported "
-                                  f"(this version reads {FORMAT_VERSION})")
+                                  f"(this version reads 1 to {FORMAT_VERSION})")
         sizes = arrays["sizes"]
         if (sizes.shape != (3,) or not np.issubdtype(sizes.dtype, np.integer)
                 or (sizes <= 0).any()):
@@ -294,6 +320,12 @@ class TwoLayerNet:
         dtype_name = str(arrays["dtype"])
         if arrays["dtype"].shape != () or dtype_name not in _DTYPES:
             raise fail(f"dtype {dtype_name!r} is not float32 or float64")
+        recorded = arrays.get("activation", np.array("sigmoid") if int(version) == 1 else None)
+        if recorded is None:
+            raise fail("missing activation")
+        activation = str(recorded)
+        if recorded.shape != () or activation not in ACTIVATIONS:
+            raise fail(f"activation {activation!r} is not one of {', '.join(ACTIVATIONS)}")
         try:
             metadata = json.loads(str(arrays["metadata"]))
         except json.JSONDecodeError as exc:
@@ -312,7 +344,7 @@ class TwoLayerNet:
             if not np.isfinite(value).all():
                 raise CheckpointError(f"{path}: {name} contains NaN or infinite values; "
                                       f"the run that saved it had diverged")
-        net = cls(d, h, o, dtype=dtype_name, seed=0)
+        net = cls(d, h, o, dtype=dtype_name, seed=0, activation=activation)
         for name in PARAM_NAMES:
             net.params[name][...] = arrays[name]
         net.metadata = metadata

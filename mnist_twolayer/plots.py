@@ -261,8 +261,9 @@ def plot_gradcheck(result: GradcheckResult, path: str | os.PathLike[str]) -> Pat
     ax.set_xticks(positions, params)
     ax.set_ylabel("relative error  ||a - b|| / (||a|| + ||b||)")
     cfg = result.config
-    ax.set_title(f"Gradient agreement: {cfg['input_size']}-{cfg['hidden']}-{cfg['output_size']}, "
-                 f"batch {cfg['batch']}, {cfg['dtype']}")
+    ax.set_title(f"Gradient agreement: {cfg['input_size']}-{cfg['hidden']}-{cfg['output_size']} "
+                 f"{cfg['activation']}, batch {cfg['batch']}, {cfg['dtype']}, "
+                 f"order {cfg['order']}, h = {cfg['h']:g}")
     ax.legend(fontsize="small")
     return _save(fig, path)
 

@@ -1,7 +1,8 @@
 """Compare the gradient paths of TwoLayerNet on real MNIST: print a table, save a PNG chart.
 
     python scripts/compare_gradients.py [--batch N] [--hidden H] [--dtype float64|float32]
-                                        [--seed S] [--methods LIST] [--out FILE.png]
+                                        [--seed S] [--methods LIST] [--activation A]
+                                        [--order 2|4] [--h H] [--out FILE.png]
 
 The same engine as ``python -m mnist_twolayer gradcheck`` (mnist_twolayer.gradcheck); the chart
 shows the relative error of each compared pair per parameter on a log scale.
@@ -14,9 +15,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mnist_twolayer.cli import OneLineParser, nonnegative_int, positive_int, run_reporting_errors
+from mnist_twolayer.cli import (
+    OneLineParser,
+    finite_difference_step,
+    nonnegative_int,
+    positive_int,
+    run_reporting_errors,
+)
 from mnist_twolayer.errors import ConfigError
-from mnist_twolayer.gradcheck import METHODS, gradcheck_mnist, parse_methods
+from mnist_twolayer.gradcheck import METHODS, STEPS, gradcheck_mnist, parse_methods
+from mnist_twolayer.gradient import ACTIVATIONS, ORDERS
 from mnist_twolayer.plots import plot_gradcheck
 
 
@@ -30,6 +38,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=nonnegative_int, default=0)
     parser.add_argument("--methods", metavar="LIST",
                         help=f"comma-separated paths among {', '.join(METHODS)} (default: all)")
+    parser.add_argument("--activation", choices=ACTIVATIONS, default="sigmoid")
+    parser.add_argument("--order", type=int, choices=ORDERS, default=2,
+                        help="2 = central differences, 4 = five-point stencil (vectorized only)")
+    parser.add_argument("--h", type=finite_difference_step,
+                        help=f"finite-difference step (default: {STEPS[2]:g} for order 2, "
+                             f"{STEPS[4]:g} for order 4)")
     parser.add_argument("--out", type=Path, default=Path("gradcheck.png"),
                         help="PNG chart to write (default: gradcheck.png)")
     args = parser.parse_args(argv)
@@ -40,7 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError(f"--out {args.out}: the chart is a PNG file; use a .png name")
         methods = parse_methods(args.methods) if args.methods is not None else None
         result = gradcheck_mnist(batch=args.batch, hidden=args.hidden, dtype=args.dtype,
-                                 seed=args.seed, methods=methods)
+                                 seed=args.seed, methods=methods, activation=args.activation,
+                                 order=args.order, h=args.h)
         print(result.table())
         if result.comparisons:
             plot_gradcheck(result, args.out)

@@ -14,7 +14,9 @@ from mnist_twolayer.cli import main
 from mnist_twolayer.errors import ConfigError
 from mnist_twolayer.gradcheck import (
     METHODS,
+    STEPS,
     comparison_pairs,
+    default_methods,
     parse_methods,
     relative_error,
     run_gradcheck,
@@ -60,13 +62,17 @@ def small_result(mnist):
 
 def test_result_schema_and_agreement(small_result):
     report = json.loads(json.dumps(small_result.to_dict(), allow_nan=False))
-    assert set(report) == {"config", "timings", "comparisons"}
+    assert set(report) == {"config", "timings", "kinks", "comparisons"}
+    assert report["kinks"] == {}  # sigmoid has none
+    assert {k: report["config"][k] for k in ("activation", "order", "h")} == {
+        "activation": "sigmoid", "order": 2, "h": 1e-4}
     assert set(report["timings"]) == set(parse_methods(FAST))
     assert all(seconds > 0 for seconds in report["timings"].values())
     assert report["config"]["batch"] == 5 and report["config"]["hidden"] == 10
     assert len(report["comparisons"]) == 4 * 4
     for c in report["comparisons"]:
-        assert set(c) == {"a", "b", "param", "rel_error", "max_abs_diff"}
+        assert set(c) == {"a", "b", "param", "rel_error", "max_abs_diff", "excluded"}
+        assert c["excluded"] == 0
     assert small_result.find("autograd", "backprop", "W1").rel_error <= 1e-12
     for param in ("W1", "b1", "W2", "b2"):
         assert small_result.find("numerical_nditer", "numerical_vectorized",
@@ -74,6 +80,61 @@ def test_result_schema_and_agreement(small_result):
         assert small_result.find("backprop", "numerical_vectorized", param).rel_error <= 1e-7
     table = small_result.table()
     assert "vectorized is" in table and "numerical_nditer" in table
+
+
+@pytest.fixture(scope="module")
+def relu_result(mnist):
+    """A ReLU net whose +-h steps cross kinks: h = 1e-3 on 10 real images, hidden 10."""
+    (x_train, t_train), _ = mnist
+    return run_gradcheck(x_train[:10], t_train[:10], hidden=10, seed=0, activation="relu",
+                         h=1e-3, methods=parse_methods(FAST))
+
+
+def test_relu_kinks_are_excluded_from_numerical_vs_analytic_comparisons_only(relu_result):
+    counts = relu_result.kink_counts()
+    assert counts == {"W1": 64, "b1": 1, "W2": 0, "b2": 0}
+    grads = relu_result.gradients
+    for param in ("W1", "b1", "W2", "b2"):
+        for numerical in ("numerical_nditer", "numerical_vectorized"):
+            c = relu_result.find("backprop", numerical, param)
+            assert c.excluded == counts[param]
+            keep = ~relu_result.kinks[param]
+            assert c.rel_error == relative_error(grads["backprop"][param][keep],
+                                                 grads[numerical][param][keep])
+            # h^2 truncation at h = 1e-3, ~1e-7 relative; 1e-6 as a pin ten times above
+            assert c.rel_error <= 1e-6
+        assert relu_result.find("backprop", "autograd", param).excluded == 0
+        # the two numerical paths compute the same quotients, kinks included
+        both = relu_result.find("numerical_nditer", "numerical_vectorized", param)
+        assert both.excluded == 0 and both.max_abs_diff <= 1e-10  # test_gradient's bound
+    # the excluded entries are the ones that would fail: with them W1 is off by far more
+    assert relative_error(grads["backprop"]["W1"], grads["numerical_vectorized"]["W1"]) >= 1e-4
+    report = relu_result.to_dict()
+    assert report["kinks"] == counts and report["config"]["activation"] == "relu"
+    table = relu_result.table()
+    assert "784-10-10 relu" in table and "excluded" in table
+    assert "ReLU kink entries (a step of +-h moves" in table and "W1 64 of 7840" in table
+
+
+def test_order_4_leaves_the_nditer_loop_out_and_refuses_it_by_name(mnist):
+    (x_train, t_train), _ = mnist
+    assert "numerical_nditer" not in default_methods(order=4)
+    assert "numerical_nditer" in default_methods(order=2)
+    with pytest.raises(ConfigError, match="numerical_nditer is the book's central difference "
+                                          "\\(order 2\\); order 4 is for numerical_vectorized"):
+        run_gradcheck(x_train[:2], t_train[:2], hidden=3, order=4,
+                      methods=["backprop", "numerical_nditer"])
+    with pytest.raises(ConfigError, match="order must be one of 2, 4, not 3"):
+        run_gradcheck(x_train[:2], t_train[:2], hidden=3, order=3, methods=["backprop"])
+    with pytest.raises(ConfigError, match="unknown activation 'tanh'"):
+        run_gradcheck(x_train[:2], t_train[:2], hidden=3, activation="tanh",
+                      methods=["backprop"])
+    result = run_gradcheck(x_train[:5], t_train[:5], hidden=10, order=4,
+                           methods=["backprop", "numerical_vectorized"])
+    assert result.config["order"] == 4 and result.config["h"] == STEPS[4] == 3e-4
+    for param in ("W1", "b1", "W2", "b2"):
+        # h^4 truncation plus ~ulp(p) / h step rounding, ~1e-15 each (README); the issue's pin
+        assert result.find("backprop", "numerical_vectorized", param).rel_error <= 1e-11
 
 
 def test_chart_is_a_png_written_atomically(small_result, tmp_path):
@@ -104,6 +165,40 @@ def test_cli_json(capsys, mnist):
         assert by_pair["numerical_vectorized", param]["rel_error"] <= 1e-7
 
 
+def test_cli_relu_json_on_the_full_net(capsys, mnist):
+    """The issue's 'done when' for ReLU: batch 100, 784-50-10, float64, seed 0."""
+    methods = "backprop,autograd,numerical_vectorized" + (
+        ",torch" if importlib.util.find_spec("torch") else "")
+    assert main(["gradcheck", "--activation", "relu", "--methods", methods, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {k: report["config"][k] for k in ("activation", "order", "h", "batch", "hidden")} == {
+        "activation": "relu", "order": 2, "h": 1e-4, "batch": 100, "hidden": 50}
+    assert report["kinks"] == {"W1": 124, "b1": 1, "W2": 0, "b2": 0}
+    by_pair = {(c["b"], c["param"]): c for c in report["comparisons"]}
+    for param in ("W1", "b1", "W2", "b2"):
+        # float64 paths summing the same products in other orders: a few ulp; the issue's pin
+        assert by_pair["autograd", param]["rel_error"] <= 1e-13
+        if ("torch", param) in by_pair:
+            assert by_pair["torch", param]["rel_error"] <= 1e-13
+        vectorized = by_pair["numerical_vectorized", param]
+        assert vectorized["excluded"] == report["kinks"][param]
+        assert vectorized["rel_error"] <= 1e-8  # h^2 truncation, ~1e-9 at h = 1e-4
+
+
+def test_cli_order_4_json_on_the_full_net(capsys, mnist):
+    """The issue's 'done when' for the five-point stencil: sigmoid, vectorized vs backprop."""
+    assert main(["gradcheck", "--order", "4", "--methods", "backprop,numerical_vectorized",
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["config"]["order"] == 4 and report["config"]["h"] == 3e-4
+    for c in report["comparisons"]:
+        # h^4 truncation and ~ulp(p) / h step rounding are ~1e-15 each here; the issue's pin
+        assert c["rel_error"] <= 1e-11 and c["excluded"] == 0
+    assert main(["gradcheck", "--order", "4", "--h", "1e-2", "--batch", "5", "--hidden", "5",
+                 "--methods", "backprop,numerical_vectorized"]) == 0
+    assert "differences of order 4 with h = 0.01" in capsys.readouterr().out
+
+
 def test_cli_float32_table(capsys, mnist):
     assert main(["gradcheck", "--batch", "4", "--hidden", "6", "--dtype", "float32",
                  "--methods", "backprop,autograd"]) == 0
@@ -117,6 +212,15 @@ def test_cli_float32_table(capsys, mnist):
     (["--dtype", "float16"], "--dtype: invalid choice"),
     (["--methods", "backprop,finite"], "unknown gradient method 'finite'"),
     (["--batch", "60001", "--methods", "backprop"], "larger than the 60000 training images"),
+    (["--activation", "tanh"], "--activation: invalid choice: 'tanh'"),
+    (["--order", "3"], "--order: invalid choice: 3"),
+    (["--order", "four"], "--order: invalid int value: 'four'"),
+    (["--h", "0"], "--h: '0' must be greater than 0"),
+    (["--h", "0.5"], "--h: '0.5' must be at most 0.1"),
+    (["--h", "nan"], "--h: 'nan' is not a finite number"),
+    (["--order", "4", "--methods", "backprop,numerical_nditer"],
+     "numerical_nditer is the book's central difference (order 2); order 4 is for "
+     "numerical_vectorized only: leave numerical_nditer out of the methods"),
 ])
 def test_cli_bad_values_are_one_line_and_exit_2(capsys, mnist, argv, message):
     code = main(["gradcheck", *argv])
@@ -141,6 +245,11 @@ def test_compare_gradients_script(tmp_path, capsys, mnist):
     printed = capsys.readouterr().out
     assert "numerical_vectorized" in printed and f"wrote {out}" in printed
     assert out.read_bytes()[:4] == b"\x89PNG"
+    assert script.main(["--batch", "4", "--hidden", "5", "--activation", "relu", "--order", "4",
+                        "--h", "1e-3", "--methods", "backprop,numerical_vectorized",
+                        "--out", str(out)]) == 0
+    assert "784-5-10 relu, float64, seed 0, differences of order 4 with h = 0.001" in (
+        capsys.readouterr().out)
     assert script.main(["--methods", "backprop", "--out", str(tmp_path / "chart.jpg")]) == 2
     assert "use a .png name" in capsys.readouterr().err
 

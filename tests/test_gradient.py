@@ -1,5 +1,6 @@
-"""gradient.py: the nditer loop visits and restores every element; the vectorized method gives
-the same central differences."""
+"""gradient.py: the nditer loop visits and restores every element; gradient_descent walks the
+book's function_2 to its minimum; the vectorized method gives the same differences as a loop
+(central and five-point, sigmoid and ReLU) and finds exactly the ReLU kink entries."""
 
 from __future__ import annotations
 
@@ -9,12 +10,38 @@ import numpy as np
 import pytest
 from conftest import mnist_batch
 
-from mnist_twolayer.gradient import numerical_gradient, two_layer_numerical_gradient
-from mnist_twolayer.network import TwoLayerNet
+from mnist_twolayer import gradient
+from mnist_twolayer.gradient import (
+    gradient_descent,
+    numerical_gradient,
+    two_layer_numerical_gradient,
+)
+from mnist_twolayer.network import PARAM_NAMES, TwoLayerNet
 
 
 def sum_of_squares(x: np.ndarray) -> float:
+    """The book's function_2 (for any number of coordinates)."""
     return float(np.sum(x**2))
+
+
+def numerical_gradient_returning_inside_the_loop(f: Callable[[np.ndarray], float],
+                                                 x: np.ndarray, h: float = 1e-4) -> np.ndarray:
+    """The classic mistake: ``return grad`` indented into the while loop, so only the first
+    element is ever visited."""
+    grad = np.zeros_like(x)
+    it = np.nditer(x, flags=["multi_index"], op_flags=[["readwrite"]])
+    while not it.finished:
+        idx = it.multi_index
+        original = x[idx]
+        x[idx] = original + h
+        f_plus = f(x)
+        x[idx] = original - h
+        f_minus = f(x)
+        x[idx] = original
+        grad[idx] = (f_plus - f_minus) / (2 * h)
+        it.iternext()
+        return grad
+    return grad
 
 
 @pytest.mark.parametrize(("point", "expected"), [((3.0, 4.0), (6.0, 8.0)),
@@ -48,26 +75,51 @@ def test_every_element_is_visited_and_restored():
 
 
 def test_the_visit_check_catches_a_return_inside_the_loop():
-    """The classic mistake: ``return grad`` indented into the while loop."""
-
-    def early_return(f: Callable[[np.ndarray], float], x: np.ndarray, h: float = 1e-4):
-        grad = np.zeros_like(x)
-        it = np.nditer(x, flags=["multi_index"], op_flags=[["readwrite"]])
-        while not it.finished:
-            idx = it.multi_index
-            original = x[idx]
-            x[idx] = original + h
-            f_plus = f(x)
-            x[idx] = original - h
-            f_minus = f(x)
-            x[idx] = original
-            grad[idx] = (f_plus - f_minus) / (2 * h)
-            it.iternext()
-            return grad
-        return grad
-
     with pytest.raises(AssertionError):
-        assert_visits_and_restores_every_element(early_return)
+        assert_visits_and_restores_every_element(numerical_gradient_returning_inside_the_loop)
+
+
+# gradient_descent on function_2 from (-3, 4): each step multiplies x by 1 - 2 lr exactly but for
+# rounding (the central difference of x^2 has no truncation error). Step k's rounding, ~4 eps f_k
+# / h in the gradient, is contracted by 1 - 2 lr at every later step. With lr 0.1 (factor 0.8,
+# f_k = 25 * 0.64^k) the sum is below 5 * lr * 4 eps * 25 / h * 0.8^99 ~ 1.4e-20.
+CONTRACTED = 0.8**100 * np.array([-3.0, 4.0])  # ~(-6.1e-10, 8.1e-10)
+
+
+def test_gradient_descent_reaches_the_minimum_of_function_2():
+    x = gradient_descent(sum_of_squares, np.array([-3.0, 4.0]), lr=0.1, step_num=100)
+    assert np.abs(x).max() <= 1e-9
+    np.testing.assert_allclose(x, CONTRACTED, rtol=0, atol=1e-19)  # 1.4e-20, see above
+    # the book's defaults, lr 0.01 and 100 steps: 0.98^100 of the way still to go; rounding
+    # sums to < lr * 4 eps * 25 / h * 0.98^99 * 50 ~ 1.5e-11
+    x = gradient_descent(sum_of_squares, np.array([-3.0, 4.0]))
+    np.testing.assert_allclose(x, 0.98**100 * np.array([-3.0, 4.0]), rtol=0, atol=2e-11)
+
+
+def test_gradient_descent_returns_the_path_on_request_and_leaves_init_x_alone():
+    init_x = np.array([-3.0, 4.0])
+    x, path = gradient_descent(sum_of_squares, init_x, lr=0.1, step_num=20, return_path=True)
+    np.testing.assert_array_equal(init_x, [-3.0, 4.0])  # the book's version moves it in place
+    assert path.shape == (21, 2)
+    np.testing.assert_array_equal(path[0], init_x)
+    np.testing.assert_array_equal(path[-1], x)
+    # every point is 0.8 times the one before (to rounding: ~1e-12 relative per step)
+    np.testing.assert_allclose(path[1:], 0.8 * path[:-1], rtol=1e-10)
+    np.testing.assert_array_equal(
+        x, gradient_descent(sum_of_squares, init_x, lr=0.1, step_num=20))
+    ints = gradient_descent(sum_of_squares, [-3, 4], lr=0.1, step_num=20)
+    assert ints.dtype == np.float64
+    np.testing.assert_array_equal(ints, x)
+
+
+def test_a_gradient_returning_inside_its_loop_moves_only_the_first_coordinate(monkeypatch):
+    monkeypatch.setattr(gradient, "numerical_gradient",
+                        numerical_gradient_returning_inside_the_loop)
+    x = gradient_descent(sum_of_squares, np.array([-3.0, 4.0]), lr=0.1, step_num=100)
+    assert x[1] == 4.0  # never visited, never moved
+    # f stays >= 16 now, so rounding sums to < 5 * lr * 4 eps * 25 / h ~ 1.1e-10
+    np.testing.assert_allclose(x[0], CONTRACTED[0], rtol=0, atol=2e-10)
+    assert f"{x[0]:.1e}" == "-6.1e-10"
 
 
 def test_float32_arrays_are_perturbed_in_their_own_dtype():
@@ -77,46 +129,183 @@ def test_float32_arrays_are_perturbed_in_their_own_dtype():
     np.testing.assert_allclose(grad, [2.0, -4.0], rtol=1e-4)
 
 
-def small_problem(mnist, hidden: int, batch: int, seed: int = 0):
+def small_problem(mnist, hidden: int, batch: int, seed: int = 0, activation: str = "sigmoid"):
     """A float64 batch of real MNIST images and a fresh book-initialized net."""
     rng = np.random.default_rng(seed)
     x, t = mnist_batch(mnist, batch, rng)
-    return TwoLayerNet(784, hidden, 10, seed=rng), x, t
+    return TwoLayerNet(784, hidden, 10, seed=rng, activation=activation), x, t
 
 
-def test_vectorized_equals_nditer_on_real_mnist(mnist):
+# nditer vs vectorized: the loop subtracts two losses near 2.3 (a few ulp each, ~1e-15) and
+# divides by 2h = 2e-4, ~1e-11; 1e-10 leaves room for BLAS summation orders. The vectorized
+# side's own rounding is ~1e-16 of each difference.
+NDITER_ATOL = 1e-10
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "relu"])
+def test_vectorized_equals_nditer_on_real_mnist(mnist, activation):
     """The issue's pin: hidden 10, batch 5, float64, max abs difference <= 1e-10."""
-    net, x, t = small_problem(mnist, hidden=10, batch=5)
+    net, x, t = small_problem(mnist, hidden=10, batch=5, activation=activation)
     nditer = net.numerical_gradient(x, t, method="nditer")
     vectorized = net.numerical_gradient(x, t, method="vectorized")
-    for name in ("W1", "b1", "W2", "b2"):
-        assert np.max(np.abs(nditer[name] - vectorized[name])) <= 1e-10, name
+    for name in PARAM_NAMES:
+        assert np.max(np.abs(nditer[name] - vectorized[name])) <= NDITER_ATOL, name
 
 
-def test_vectorized_equals_nditer_for_larger_weights_dense_inputs_and_one_hot():
+def dense_problem(activation: str, scale: float = 3.0):
     """Away from MNIST's zeros and the tiny initial weights: every pixel moves, logits are
-    large, targets are one-hot rows."""
+    large, targets are one-hot rows, and one sample is all zeros."""
     rng = np.random.default_rng(1)
-    net = TwoLayerNet(6, 5, 4, init="he", seed=rng)
+    net = TwoLayerNet(6, 5, 4, init="he", seed=rng, activation=activation)
     for name in net.params:
-        net.params[name][...] = 3 * rng.standard_normal(net.params[name].shape)
+        net.params[name][...] = scale * rng.standard_normal(net.params[name].shape)
     x = rng.standard_normal((7, 6))
     x[2] = 0.0  # a sample no W1 entry can move
     t = np.eye(4)[rng.integers(0, 4, 7)]
+    return net, x, t
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "relu"])
+def test_vectorized_equals_nditer_for_larger_weights_dense_inputs_and_one_hot(activation):
+    net, x, t = dense_problem(activation)
     nditer = net.numerical_gradient(x, t, method="nditer")
     vectorized = net.numerical_gradient(x, t, method="vectorized")
     for name in net.params:
-        assert np.max(np.abs(nditer[name] - vectorized[name])) <= 1e-10, name
+        assert np.max(np.abs(nditer[name] - vectorized[name])) <= NDITER_ATOL, name
 
 
-def test_vectorized_returns_the_loss_and_the_parameter_dtype():
+def test_at_relu_kinks_vectorized_still_equals_nditer_and_both_miss_the_derivative():
+    """With h = 1e-2 some steps cross a kink: both methods compute the same difference
+    quotient there (the ReLU change is exact), and no stencil makes it the derivative."""
+    net, x, t = dense_problem("relu", scale=1.0)
+    labels = t.argmax(axis=1)
+    h = 1e-2
+    central = two_layer_numerical_gradient(net.params, x, labels, h, activation="relu")
+    assert central.kink_counts == {"W1": 5, "b1": 1, "W2": 0, "b2": 0}
+    nditer = net.numerical_gradient(x, t, method="nditer", h=h)
+    for name in PARAM_NAMES:
+        # the loop's rounding is ~1e-15 / 2h here, smaller than at h = 1e-4
+        assert np.max(np.abs(nditer[name] - central.grads[name])) <= NDITER_ATOL, name
+    five_point = two_layer_numerical_gradient(net.params, x, labels, h, activation="relu",
+                                              order=4)
+    backprop = net.gradient(x, t)
+    for name in ("W1", "b1"):
+        kinks = five_point.kinks[name]
+        np.testing.assert_array_equal(kinks, central.kinks[name])  # +-2h crosses no other kink
+        error = np.abs(five_point.grads[name] - backprop[name])
+        # elsewhere the h^4 truncation: ~1e-9 at h = 1e-2 with these O(1) weights (the
+        # convergence test below measures it)
+        assert error[~kinks].max() <= 1e-8, name
+        # at a kink the quotient mixes two slopes: off by 1000x more than that, every one
+        assert error[kinks].min() >= 1e-5, name
+
+
+def perturbed_pre_activations(net: TwoLayerNet, x: np.ndarray, name: str, idx: tuple,
+                              delta: float) -> np.ndarray:
+    """x @ W1 + b1 of the net with params[name][idx] moved by delta, as a loop would set it."""
+    params = {k: v.copy() for k, v in net.params.items()}
+    params[name][idx] = params[name][idx] + delta
+    return x @ params["W1"] + params["b1"]
+
+
+@pytest.mark.parametrize("order", [2, 4])
+def test_kink_entries_are_exactly_those_whose_steps_flip_a_pre_activations_side(order):
+    net, x, t = dense_problem("relu", scale=1.0)
+    h = 0.1
+    result = two_layer_numerical_gradient(net.params, x, t.argmax(axis=1), h,
+                                          activation="relu", order=order)
+    before = x @ net.params["W1"] + net.params["b1"] > 0
+    multiples = (1,) if order == 2 else (1, 2)
+    for name in ("W1", "b1"):
+        expected = np.zeros(net.params[name].shape, dtype=bool)
+        for idx in np.ndindex(*expected.shape):
+            expected[idx] = any(
+                ((perturbed_pre_activations(net, x, name, idx, sign * m * h) > 0) != before).any()
+                for m in multiples for sign in (1, -1))
+        np.testing.assert_array_equal(result.kinks[name], expected, err_msg=name)
+    assert result.kink_counts == ({"W1": 9, "b1": 3, "W2": 0, "b2": 0} if order == 2 else
+                                  {"W1": 12, "b1": 4, "W2": 0, "b2": 0})
+    sigmoid = two_layer_numerical_gradient(net.params, x, t.argmax(axis=1), h, order=order)
+    assert sigmoid.kink_counts == dict.fromkeys(PARAM_NAMES, 0)
+
+
+def five_point_loop(net: TwoLayerNet, x: np.ndarray, t: np.ndarray, h: float
+                    ) -> dict[str, np.ndarray]:
+    """The five-point stencil the plain way: four full losses per entry, subtracted."""
+    grads = {}
+    for name in PARAM_NAMES:
+        param = net.params[name]
+        grad = np.zeros_like(param)
+        for idx in np.ndindex(*param.shape):
+            original = param[idx]
+            losses = []
+            for m in (-2, -1, 1, 2):
+                param[idx] = original + m * h
+                losses.append(net.loss(x, t))
+            param[idx] = original
+            grad[idx] = (losses[0] - 8 * losses[1] + 8 * losses[2] - losses[3]) / (12 * h)
+        grads[name] = grad
+    return grads
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "relu"])
+def test_order_4_is_the_five_point_stencil(activation):
+    net, x, t = dense_problem(activation, scale=1.0)
+    h = 1e-2
+    loop = five_point_loop(net, x, t, h)
+    vectorized = net.numerical_gradient(x, t, h=h, order=4)
+    central = net.numerical_gradient(x, t, h=h)
+    for name in PARAM_NAMES:
+        # the loop's rounding: 18 ulp-sized errors of losses near 1 over 12h, ~1e-13
+        assert np.max(np.abs(loop[name] - vectorized[name])) <= NDITER_ATOL, name
+    # and it is not the central difference, whose h^2 truncation is ~1e-5 here
+    assert max(np.max(np.abs(loop[k] - central[k])) for k in PARAM_NAMES) > 1e-7
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "relu"])
+@pytest.mark.parametrize("order", [2, 4])
+def test_truncation_error_falls_as_h_to_the_order(activation, order):
+    """Halving h divides the error by 2^order, as Taylor's theorem says (ReLU kink entries,
+    which follow no such law, are left out)."""
+    net, x, t = dense_problem(activation, scale=1.0)
+    labels = t.argmax(axis=1)
+    backprop = net.gradient(x, t)
+    coarse, fine = (two_layer_numerical_gradient(net.params, x, labels, h, activation=activation,
+                                                 order=order) for h in (1e-2, 5e-3))
+
+    def error(result) -> float:
+        return float(np.sqrt(sum(
+            np.sum((result.grads[k] - backprop[k])[~(coarse.kinks[k] | fine.kinks[k])] ** 2)
+            for k in PARAM_NAMES)))
+
+    # error = C h^order (1 + O(h^2)): the next Taylor term moves the ratio by well under 1% at
+    # h = 1e-2 with these O(1) weights; rounding (~1e-16 relative) is far below both errors
+    assert error(coarse) / error(fine) == pytest.approx(2.0**order, rel=1e-2)
+
+
+def test_bad_order_or_activation_is_refused():
+    net, x, t = dense_problem("sigmoid")
+    with pytest.raises(ValueError, match="order must be one of 2, 4, not 3"):
+        two_layer_numerical_gradient(net.params, x, t.argmax(axis=1), order=3)
+    with pytest.raises(ValueError, match="unknown activation 'tanh'"):
+        two_layer_numerical_gradient(net.params, x, t.argmax(axis=1), activation="tanh")
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "relu"])
+def test_vectorized_returns_the_loss_and_the_parameter_dtype(activation):
     rng = np.random.default_rng(2)
-    net = TwoLayerNet(8, 4, 3, dtype=np.float32, seed=rng)
+    net = TwoLayerNet(8, 4, 3, dtype=np.float32, seed=rng, activation=activation)
     x = rng.random((5, 8)).astype(np.float32)
     t = rng.integers(0, 3, 5).astype(np.uint8)
-    loss, grads = two_layer_numerical_gradient(net.params, x, t)
-    assert loss == pytest.approx(net.loss(x, t), rel=1e-6)
-    assert {k: g.dtype for k, g in grads.items()} == {k: np.float32 for k in net.params}
-    backprop = net.gradient(x.astype(np.float64), t)
-    for name in net.params:
-        np.testing.assert_allclose(grads[name], backprop[name], rtol=1e-3, atol=1e-6)
+    for order in (2, 4):
+        result = two_layer_numerical_gradient(net.params, x, t, order=order,
+                                              activation=activation)
+        # the loss in float64 vs the net's float32 forward pass: float32 rounding, ~1e-7
+        assert result.loss == pytest.approx(net.loss(x, t), rel=1e-6)
+        assert {k: g.dtype for k, g in result.grads.items()} == dict.fromkeys(PARAM_NAMES,
+                                                                              np.float32)
+        backprop = net.gradient(x.astype(np.float64), t)
+        for name in net.params:
+            # the float32 steps (p + h rounded to float32: ~1e-7 / 1e-4 = 1e-3 relative)
+            np.testing.assert_allclose(result.grads[name], backprop[name], rtol=1e-3,
+                                       atol=1e-6)

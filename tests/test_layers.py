@@ -7,7 +7,7 @@ import pytest
 
 from mnist_twolayer.functions import softmax, softmax_cross_entropy
 from mnist_twolayer.gradient import numerical_gradient
-from mnist_twolayer.layers import Affine, Sigmoid, SoftmaxWithLoss
+from mnist_twolayer.layers import Affine, Relu, Sigmoid, SoftmaxWithLoss
 
 rng = np.random.default_rng(0)
 
@@ -50,6 +50,33 @@ def test_sigmoid_backward_matches_numerical_gradient():
     np.testing.assert_allclose(dx, numerical_gradient(loss, x), rtol=1e-7)
 
 
+def test_relu_has_the_books_mask_and_leaves_dout_alone():
+    x = np.array([[-2.0, 0.0, 3.0], [1e-300, -0.0, -1e-300]])
+    layer = Relu()
+    np.testing.assert_array_equal(layer.forward(x), [[0.0, 0.0, 3.0], [1e-300, 0.0, 0.0]])
+    np.testing.assert_array_equal(layer.mask, [[True, True, False], [False, True, True]])
+    dout = np.arange(1.0, 7.0).reshape(2, 3)
+    dx = layer.backward(dout)
+    np.testing.assert_array_equal(dx, [[0.0, 0.0, 3.0], [4.0, 0.0, 0.0]])  # 0 at x = 0
+    np.testing.assert_array_equal(dout, np.arange(1.0, 7.0).reshape(2, 3))  # the book zeroes it
+
+
+def test_relu_backward_matches_numerical_gradient_away_from_0():
+    x = rng.standard_normal((3, 4)) * 3
+    x[np.abs(x) < 0.01] = 0.5  # no entry within 2h of the kink
+    weights = rng.standard_normal((3, 4))
+    layer = Relu()
+
+    def loss(_: np.ndarray) -> float:
+        return float(np.sum(weights * layer.forward(x)))
+
+    layer.forward(x)
+    dx = layer.backward(weights).copy()
+    # relu is linear on each side, so the central difference is exact but for the rounding of
+    # the two sums (~1e-16 * |loss| / 2h ~ 1e-11)
+    np.testing.assert_allclose(dx, numerical_gradient(loss, x), rtol=0, atol=1e-10)
+
+
 def test_softmax_with_loss_forward_and_backward():
     x = rng.standard_normal((5, 4)) * 4
     t = np.array([0, 3, 1, 1, 2], dtype=np.uint8)
@@ -73,13 +100,14 @@ def test_float32_stays_float32_through_every_layer():
     x = rng.random((6, 5)).astype(f32)
     affine1 = Affine(rng.standard_normal((5, 4)).astype(f32), np.zeros(4, f32), input_grad=False)
     sigmoid = Sigmoid()
+    relu = Relu()
     affine2 = Affine(rng.standard_normal((4, 3)).astype(f32), np.zeros(3, f32))
     last = SoftmaxWithLoss()
-    out = affine2.forward(sigmoid.forward(affine1.forward(x)))
+    out = affine2.forward(relu.forward(sigmoid.forward(affine1.forward(x)) - f32(0.5)))
     assert isinstance(last.forward(out, np.array([0, 1, 2, 0, 1, 2])), float)
-    affine1.backward(sigmoid.backward(affine2.backward(last.backward())))
-    arrays = [affine1.out, sigmoid.out, affine2.out, last.y, last.dx, affine2.dx, sigmoid.dx,
-              affine1.dW, affine1.db, affine2.dW, affine2.db]
+    affine1.backward(sigmoid.backward(relu.backward(affine2.backward(last.backward()))))
+    arrays = [affine1.out, sigmoid.out, relu.out, affine2.out, last.y, last.dx, affine2.dx,
+              relu.dx, sigmoid.dx, affine1.dW, affine1.db, affine2.dW, affine2.db]
     assert all(a.dtype == f32 for a in arrays)
 
 

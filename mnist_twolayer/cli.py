@@ -270,9 +270,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     cm = confusion_matrix(t_test, predicted, net.output_size)
     precision, recall = precision_recall(cm)
     out = args.out or args.model.parent
-    figures = [plots.plot_confusion(t_test, predicted, out / "confusion.png"),
-               plots.plot_misclassified(x_test, t_test, predicted, probs,
-                                        out / "misclassified.png")]
+    figures = [out / "confusion.png", out / "misclassified.png"]
+    plots.plot_confusion(t_test, predicted, figures[0])
+    plots.plot_misclassified(x_test, t_test, predicted, probs, figures[1])
     report = {
         "model": str(args.model), "dataset": dataset, "samples": int(len(t_test)),
         "test_accuracy": float(accuracy), "test_loss": float(loss),
@@ -353,7 +353,8 @@ def _run_plot(args: argparse.Namespace) -> int:
     runs = [(run_dir.name or str(run_dir), load_history(run_dir)) for run_dir in args.runs]
     if args.out.suffix.lower() != ".png":
         raise ConfigError(f"--out {args.out}: figures are PNG files; use a .png name")
-    print(f"wrote {plots.plot_runs(runs, args.out, metric=args.metric)}")
+    plots.plot_runs(runs, args.out, metric=args.metric)
+    print(f"wrote {args.out}")
     return 0
 
 

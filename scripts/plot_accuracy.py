@@ -79,7 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs = sweep(args.sweep, _values(args.values, SWEEPS[args.sweep]),
                          epochs=args.epochs, train_size=args.train_size, seed=args.seed,
                          runs_dir=args.runs_dir)
-        print(f"wrote {plot_runs(runs, args.out, metric=args.metric)}")
+        plot_runs(runs, args.out, metric=args.metric)
+        print(f"wrote {args.out}")
         return 0
 
     return run_reporting_errors(run)

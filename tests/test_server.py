@@ -423,10 +423,10 @@ def start_serve(*args: str, cwd: Path, env: dict[str, str] | None = None
     return process, line, line.split(": ")[-1].split()[0]
 
 
-def get_json(url: str) -> dict:
-    host, port = url.removeprefix("http://").strip("/").rsplit(":", 1)
-    conn = http.client.HTTPConnection("127.0.0.1", int(port), timeout=60)
-    conn.request("GET", "/api/model")
+def get_json(url: str, headers: dict[str, str] | None = None) -> dict:
+    port = int(url.rstrip("/").rsplit(":", 1)[1])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.request("GET", "/api/model", headers=headers or {})
     answer = json.loads(conn.getresponse().read())
     conn.close()
     return answer
@@ -464,7 +464,8 @@ def test_serve_on_another_host_warns_once(run_dir, tmp_path):
     process, _, url = start_serve(str(run_dir), "--host", "0.0.0.0", cwd=tmp_path)
     try:
         assert url.startswith("http://127.0.0.1:")  # where this machine's browser finds it
-        assert get_json(url)["sizes"] == [784, 256, 10]  # no Host check off loopback
+        # served to the network, it answers whatever name it was reached by
+        assert get_json(url, {"Host": "pad.example:80"})["sizes"] == [784, 256, 10]
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=60)
     finally:

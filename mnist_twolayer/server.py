@@ -76,8 +76,7 @@ class Pad:
         return {
             "path": str(self.path),
             "sizes": [self.net.input_size, self.net.hidden_size, self.net.output_size],
-            # TwoLayerNet is Affine-Sigmoid-Affine unless a net says otherwise.
-            "activation": getattr(self.net, "activation", "sigmoid"),
+            "activation": self.net.activation,
             "dtype": self.net.dtype.name,
             "dataset": meta.get("dataset"),
             "test_accuracy": meta.get("test_accuracy"),

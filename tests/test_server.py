@@ -23,13 +23,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_cli, user_picture
 from PIL import Image
 
 from mnist_twolayer.cli import main
+from mnist_twolayer.config import config_from_preset
 from mnist_twolayer.errors import ImageError
 from mnist_twolayer.images import image_to_mnist, prepare_digit
 from mnist_twolayer.server import MAX_UPLOAD_BYTES, Pad, PadServer, load_pad
-from mnist_twolayer.trainer import FIGURES, Trainer, config_from_preset
+from mnist_twolayer.trainer import FIGURES, Trainer
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -97,10 +99,9 @@ def error_of(body: bytes) -> str:
     return answer["error"]
 
 
-def user_picture(digit: np.ndarray, path: Path) -> Path:
-    """An MNIST digit as a person draws it: black ink on white paper, large, RGB."""
-    ink = np.round(np.asarray(digit).reshape(28, 28) * 255).astype(np.uint8)
-    Image.fromarray(255 - ink).resize((200, 200), Image.BICUBIC).convert("RGB").save(path)
+def drawn(digit: np.ndarray, path: Path) -> Path:
+    """An MNIST digit saved as a person would draw it (conftest.user_picture)."""
+    user_picture(digit).save(path)
     return path
 
 
@@ -109,7 +110,7 @@ def user_picture(digit: np.ndarray, path: Path) -> Path:
 
 def test_pad_and_predict_agree_exactly(server, run_dir, mnist, tmp_path, capsys):
     (_, _), (x_test, _) = mnist
-    paths = [user_picture(x_test[i], tmp_path / f"digit{i}.png") for i in range(5)]
+    paths = [drawn(x_test[i], tmp_path / f"digit{i}.png") for i in range(5)]
     paths.append(tmp_path / "digit5.jpg")
     with Image.open(paths[0]) as png:
         png.save(paths[-1], quality=90)
@@ -300,6 +301,20 @@ def test_a_model_outside_a_run_folder_has_no_run_view(run_dir, tmp_path):
         assert call(alone, "GET", "/run/loss.png")[0] == 404
 
 
+def test_a_relu_model_says_so_and_reads_like_predict(tmp_path, mnist):
+    from mnist_twolayer.network import TwoLayerNet
+
+    net = TwoLayerNet(784, 30, 10, init="he", activation="relu", seed=0)
+    net.save(tmp_path / "relu.npz")
+    (_, _), (x_test, _) = mnist
+    picture = drawn(x_test[0], tmp_path / "seven.png")
+    with running(load_pad(tmp_path / "relu.npz")) as relu:
+        assert json.loads(call(relu, "GET", "/api/model")[2])["activation"] == "relu"
+        status, answer = post_image(relu, picture.read_bytes())
+    expected = TwoLayerNet.load(tmp_path / "relu.npz").predict(image_to_mnist(picture)[None])[0]
+    assert status == 200 and answer["probabilities"] == expected.tolist()
+
+
 def test_figures_that_are_links_pipes_or_not_png_are_never_served(run_dir, tmp_path, caplog):
     run = tmp_path / "run"
     run.mkdir()
@@ -385,7 +400,7 @@ def test_a_failure_inside_the_pad_is_a_json_500_and_a_logged_traceback(server, m
 
 def test_concurrent_clients_each_get_their_own_answer(server, mnist, tmp_path):
     (_, _), (x_test, _) = mnist
-    images = [user_picture(x_test[i], tmp_path / f"d{i}.png").read_bytes() for i in range(8)]
+    images = [drawn(x_test[i], tmp_path / f"d{i}.png").read_bytes() for i in range(8)]
     expected = [post_image(server, image)[1] for image in images]
 
     def client(k: int) -> list[dict]:
@@ -480,17 +495,14 @@ def test_serve_on_a_port_in_use_is_one_line(run_dir, tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = subprocess.run([sys.executable, "-m", "mnist_twolayer", "serve", str(run_dir),
-                               "--port", str(port)], cwd=tmp_path, capture_output=True,
-                              text=True, timeout=120)
+        done = run_cli("serve", str(run_dir), "--port", str(port), cwd=tmp_path)
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == (f"error: cannot listen on 127.0.0.1:{port}: the port is in use; stop "
                            f"what runs there or choose another --port\n")
 
 
 def test_serve_without_a_model_says_train_first(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "mnist_twolayer", "serve"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    done = run_cli("serve", cwd=tmp_path)
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == ("error: no model given and no runs/*/model.npz here; train first: "
                            "python -m mnist_twolayer train\n")

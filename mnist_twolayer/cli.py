@@ -401,6 +401,47 @@ def _run_gradcheck(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="the digit pad: draw digits in a browser, see the net read "
+                                     "them")
+    p.add_argument("model", type=Path, nargs="?", metavar="MODEL",
+                   help="a model.npz or a run folder (default: the newest runs/*/model.npz)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=_number(int, "an integer", 0, strict=False, high=65535),
+                   default=8000, help="port (default: 8000; 0 picks a free one)")
+    p.add_argument("--open", action="store_true", help="open the page in the default browser")
+    p.set_defaults(run=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from .server import PadServer, find_model, is_loopback, load_pad, serve_until_interrupted
+
+    pad = load_pad(find_model(args.model))
+    server = PadServer(pad, args.host, args.port)
+    if not is_loopback(args.host):
+        sys.stderr.write(f"warning: --host {args.host}: the digit pad is reachable from the "
+                         f"network, by anyone who can reach this machine\n")
+    print(f"digit pad for {pad.path}: {server.url}  (Ctrl-C stops it)", flush=True)
+    if args.open:
+        _open_browser(server.url)
+    serve_until_interrupted(server)
+    sys.stderr.write("digit pad stopped\n")
+    return 0
+
+
+def _open_browser(url: str) -> None:
+    """Open ``url`` in a thread: a console browser would otherwise hold the server up."""
+    import threading
+    import webbrowser
+
+    def run() -> None:
+        if not webbrowser.open(url):
+            sys.stderr.write(f"note: found no browser to open; open {url} yourself\n")
+
+    threading.Thread(target=run, name="open-browser", daemon=True).start()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="python -m mnist_twolayer",
@@ -409,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log diagnostics")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in (_add_download, _add_info, _add_train, _add_evaluate, _add_predict,
-                _add_plot, _add_gradcheck):
+                _add_plot, _add_gradcheck, _add_serve):
         add(sub)
     return parser
 

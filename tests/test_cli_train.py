@@ -74,7 +74,7 @@ def test_evaluate_reports_the_runs_numbers_and_per_class_counts(trained, mnist, 
     assert report["test_accuracy"] == np.count_nonzero(predicted == t_test) / 10000
     for k, row in enumerate(report["per_class"]):  # counted here, one class at a time
         hits = int(np.count_nonzero((predicted == k) & (t_test == k)))
-        assert row == {"class": k, "support": int(np.count_nonzero(t_test == k)),
+        assert row == {"class": k, "name": str(k), "support": int(np.count_nonzero(t_test == k)),
                        "precision": hits / int(np.count_nonzero(predicted == k)),
                        "recall": hits / int(np.count_nonzero(t_test == k))}
     assert [row["support"] for row in report["per_class"]] == [

@@ -270,17 +270,11 @@ def _digit_mask(ink: np.ndarray) -> np.ndarray:
     a little farther off (the bar of a 5); specks and blobs elsewhere are left out.
     """
     high = min(max(_otsu(ink), MIN_CONTRAST), float(ink.max()))
-    labels, count = _label(ink >= high / 2)
-    index = labels.ravel()
-    mass = np.bincount(index, weights=ink.ravel(), minlength=count + 1)[1:]
-    peak = np.zeros(count + 1)
-    np.maximum.at(peak, index, ink.ravel())
-    rows, cols = np.indices(ink.shape)
-    top = _extreme(np.minimum, index, rows.ravel(), count)
-    bottom = _extreme(np.maximum, index, rows.ravel(), count)
-    left = _extreme(np.minimum, index, cols.ravel(), count)
-    right = _extreme(np.maximum, index, cols.ravel(), count)
-    strong = peak[1:] >= high
+    labels, boxes = _label(ink >= high / 2)
+    count = len(boxes)
+    top, bottom, left, right = boxes.T
+    mass = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=count + 1)[1:]
+    strong = np.bincount(labels.ravel(), weights=ink.ravel() >= high, minlength=count + 1)[1:] > 0
     mass = np.where(strong, mass, 0.0)
     main = int(np.argmax(mass))
     keep = np.zeros(count, dtype=bool)
@@ -303,14 +297,6 @@ def _digit_mask(ink: np.ndarray) -> np.ndarray:
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
     return mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
-
-
-def _extreme(reduce: np.ufunc, index: np.ndarray, values: np.ndarray, count: int) -> np.ndarray:
-    """Per-component minimum or maximum of ``values`` (components 1..count)."""
-    start = np.iinfo(np.int64).max if reduce is np.minimum else -1
-    out = np.full(count + 1, start, dtype=np.int64)
-    reduce.at(out, index, values)
-    return out[1:].astype(np.float64)
 
 
 def _otsu(values: np.ndarray) -> float:
@@ -341,8 +327,9 @@ def _box_blur(a: np.ndarray, radius: int) -> np.ndarray:
     return (padded / (k * k)).astype(np.float32)
 
 
-def _label(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """Connected components (8-connected) of a boolean mask: labels 1..count, 0 outside.
+def _label(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Connected components (8-connected) of a boolean mask: labels 1..count (0 outside),
+    and each component's bounding box as a (count, 4) array of top, bottom, left, right.
 
     Run-length labelling: the runs of each row are found with NumPy, runs touching a run of
     the row above are joined in a union-find over runs (a few per row), and the labels are
@@ -384,7 +371,14 @@ def _label(mask: np.ndarray) -> tuple[np.ndarray, int]:
     flat = np.repeat(run_row * w + run_start - np.cumsum(lengths) + lengths, lengths) \
         + np.arange(lengths.sum())
     labels.ravel()[flat] = np.repeat(ids, lengths)
-    return labels, int(ids.max()) if n else 0
+    count = int(ids.max()) if n else 0
+    boxes = np.empty((count, 4))
+    for column, (reduce, values) in enumerate(((np.minimum, run_row), (np.maximum, run_row),
+                                               (np.minimum, run_start),
+                                               (np.maximum, run_end - 1))):
+        boxes[:, column] = np.inf if reduce is np.minimum else -np.inf
+        reduce.at(boxes[:, column], ids - 1, values)
+    return labels, boxes
 
 
 # --- strokes and the box ---

@@ -410,9 +410,10 @@ def _adjust_strokes(mask: np.ndarray) -> np.ndarray:
     width = _stroke_width(mask)
     low, high = STROKE_WIDTH
     if width < low:
-        return _disk_filter(mask, round((low - width) / 2), grow=True)
+        return _disk_filter(mask, int(np.ceil((low - width) / 2)), grow=True)
     if width > high:
-        return _disk_filter(mask, min(round((width - high) / 2), int(width / 4)), grow=False)
+        return _disk_filter(mask, min(int(np.ceil((width - high) / 2)), int(width / 4)),
+                            grow=False)
     return mask
 
 

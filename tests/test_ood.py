@@ -71,6 +71,12 @@ def test_every_category_and_condition_is_covered() -> None:
     assert all(set(d.conditions) - {"light-on-dark"} for d in photo)  # none left clean
 
 
+def test_ci_installs_every_font_package_the_set_uses() -> None:
+    ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
+    listed = ci.split('FONTS="', 1)[1].split('"', 1)[0].split()
+    assert sorted(listed) == sorted(package for kind in FONTS.values() for package in kind)
+
+
 def test_pictures_decode_at_every_size_from_16_to_400() -> None:
     heights = []
     for digit in make_ood_set(seed=0, per_category=40).digits:

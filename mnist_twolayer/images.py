@@ -54,7 +54,7 @@ four pixels for each pixel of the 20x20 box, so averaging down to it anti-aliase
 own normalization did."""
 STROKE_WIDTH = (5.6, 10.9)
 """Stroke widths of MNIST digits in that frame (each MNIST pixel four frame pixels, ink where
-the grey is at least 0.5): the 10th and 90th percentile of ``_stroke_width`` over the
+the grey is at least 0.5): the 10th and 90th percentile of ``stroke_width`` over the
 training digits (tests/test_images.py measures them again). Strokes outside are thickened or
 thinned into this range."""
 
@@ -279,7 +279,7 @@ def _digit_mask(ink: np.ndarray) -> np.ndarray:
     main = int(np.argmax(mass))
     keep = np.zeros(count, dtype=bool)
     keep[main] = True
-    reach = max(1, round(_stroke_width(labels == main + 1)))
+    reach = max(1, round(stroke_width(labels == main + 1)))
     while True:
         mask = np.concatenate([[False], keep])[labels]
         touching = np.zeros(count + 1, dtype=bool)
@@ -389,14 +389,14 @@ def _in_frame(mask: np.ndarray) -> np.ndarray:
     that shrinking would thin below two pixels are first widened, so they are not lost."""
     h, w = mask.shape
     scale = FRAME / max(h, w)
-    width = _stroke_width(mask)
+    width = stroke_width(mask)
     if width * scale < 2.0:
         mask = _disk_filter(mask, int(np.ceil((2.0 / scale - width) / 2)), grow=True)
     scaled = _resize(mask, round(h * scale), round(w * scale)) >= 0.5
     return np.pad(scaled, FRAME // 4)
 
 
-def _stroke_width(mask: np.ndarray) -> float:
+def stroke_width(mask: np.ndarray) -> float:
     """Mean width of the strokes in a binary mask: area over half the boundary length."""
     edges = (np.count_nonzero(mask[1:] != mask[:-1])
              + np.count_nonzero(mask[:, 1:] != mask[:, :-1]))
@@ -407,7 +407,7 @@ def _adjust_strokes(mask: np.ndarray) -> np.ndarray:
     """Thicken thin strokes (a fine pen, a light font) and thin thick ones (a marker, a bold
     font) into MNIST's range of stroke widths; thinning stops at a quarter of the width so
     the hairlines of a contrasting font survive."""
-    width = _stroke_width(mask)
+    width = stroke_width(mask)
     low, high = STROKE_WIDTH
     if width < low:
         return _disk_filter(mask, int(np.ceil((low - width) / 2)), grow=True)

@@ -28,6 +28,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from .errors import ImageError
+from .fileio import write_bytes_atomic
+from .images import FIELD, image_to_mnist, stroke_width
+
 if TYPE_CHECKING:
     from .network import TwoLayerNet
 
@@ -101,7 +105,10 @@ INK_ON_PAPER = (
 )
 
 GLYPH = 256
-"""Height in pixels at which every digit is first drawn, before it is scaled to its size."""
+"""Height in pixels of a pen-drawn digit before it is distorted and scaled to its size."""
+
+FONT_SIZE = 200
+"""Size at which a font's digit is first rendered (about 145 pixels tall), before the same."""
 
 SIZES = (16, 400)
 """Smallest and largest digit height in pixels, drawn log-uniformly."""
@@ -114,7 +121,7 @@ class OodDigit:
     label: int
     category: str
     source: str  # a font file's stem, or "pen"
-    conditions: tuple[str, ...]  # e.g. ("light-on-dark", "gradient", "jpeg")
+    conditions: tuple[str, ...]  # e.g. ("red on yellow", "gradient", "jpeg q55")
     data: bytes
     suffix: str  # ".png" or ".jpg"
 
@@ -129,8 +136,6 @@ class OodSet:
 
     def save(self, folder: str | Path) -> list[Path]:
         """Write every digit as a file (``0000-fonts-0.png``, ...) into ``folder``."""
-        from .fileio import write_bytes_atomic
-
         paths = [Path(folder) / digit.filename(i) for i, digit in enumerate(self.digits)]
         for digit, path in zip(self.digits, paths, strict=True):
             write_bytes_atomic(path, digit.data)
@@ -140,9 +145,6 @@ class OodSet:
 def prepare_set(ood: OodSet) -> tuple[np.ndarray, np.ndarray]:
     """Every digit as ``predict`` prepares it, from its file: (N, 784) float32 inputs, and a
     bool array that is False where the preparation found no digit (that row is zeros)."""
-    from .errors import ImageError
-    from .images import FIELD, image_to_mnist
-
     x = np.zeros((len(ood.digits), FIELD * FIELD), dtype=np.float32)
     found = np.ones(len(ood.digits), dtype=bool)
     with tempfile.TemporaryDirectory(prefix="ood-") as folder:
@@ -250,7 +252,7 @@ def _draw(category: str, label: int, rng: np.random.Generator,
 
 def _font_glyph(font_path: Path, label: int, rng: np.random.Generator) -> np.ndarray:
     """Ink coverage in [0, 1] of ``label`` in a font, its strokes made thinner or thicker."""
-    font = ImageFont.truetype(str(font_path), 200)
+    font = ImageFont.truetype(str(font_path), FONT_SIZE)
     text = str(label)
     left, top, right, bottom = font.getbbox(text)
     weight = rng.uniform(-0.5, 1.0)  # below 0 thins the strokes, above thickens them
@@ -261,17 +263,10 @@ def _font_glyph(font_path: Path, label: int, rng: np.random.Generator) -> np.nda
                                stroke_width=grow, stroke_fill=255)
     if weight < 0:
         # Thin by at most a third of the stroke so hairlines of light faces survive.
-        thin = min(round(-weight * 8), int(_stroke_width(np.asarray(image) > 127) / 3))
+        thin = min(round(-weight * 8), int(stroke_width(np.asarray(image) > 127) / 3))
         if thin > 0:
             image = image.filter(ImageFilter.MinFilter(2 * thin + 1))
     return np.asarray(image, dtype=np.float32) / 255.0
-
-
-def _stroke_width(mask: np.ndarray) -> float:
-    """Mean width of the strokes in a binary mask: area over half the boundary length."""
-    edges = (np.count_nonzero(mask[1:] != mask[:-1])
-             + np.count_nonzero(mask[:, 1:] != mask[:, :-1]))
-    return 2.0 * np.count_nonzero(mask) / max(edges, 1)
 
 
 def _pen_glyph(label: int, rng: np.random.Generator) -> np.ndarray:

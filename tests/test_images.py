@@ -20,10 +20,10 @@ from mnist_twolayer.images import (
     STROKE_WIDTH,
     _label,
     _otsu,
-    _stroke_width,
     image_to_mnist,
     load_image,
     prepare_digit,
+    stroke_width,
 )
 
 GRID = np.arange(28)
@@ -412,7 +412,7 @@ def pen_digit(width: int) -> np.ndarray:
 def output_stroke_width(out: np.ndarray) -> float:
     """Stroke width of a prepared digit measured as STROKE_WIDTH was (4x, grey >= 0.5)."""
     up = np.asarray(Image.fromarray(out.reshape(28, 28)).resize((112, 112), Image.BILINEAR))
-    return _stroke_width(up >= 0.5)
+    return stroke_width(up >= 0.5)
 
 
 def test_thin_and_thick_pens_come_out_with_mnist_stroke_widths() -> None:
@@ -427,7 +427,7 @@ def test_stroke_width_range_is_mnist_s(mnist) -> None:
     seeded sample of 10,000 lands within 0.06 of them (seen over several seeds)."""
     (x_train, _), _ = mnist
     sample = np.random.default_rng(0).choice(len(x_train), 10_000, replace=False)
-    widths = [_stroke_width(np.asarray(Image.fromarray(np.asarray(x_train[i]).reshape(28, 28))
+    widths = [stroke_width(np.asarray(Image.fromarray(np.asarray(x_train[i]).reshape(28, 28))
                                        .resize((112, 112), Image.BILINEAR)) >= 0.5)
               for i in sample]
     np.testing.assert_allclose(np.percentile(widths, [10, 90]), STROKE_WIDTH, atol=0.1)

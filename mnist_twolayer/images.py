@@ -279,7 +279,7 @@ def _digit_mask(ink: np.ndarray) -> np.ndarray:
     main = int(np.argmax(mass))
     keep = np.zeros(count, dtype=bool)
     keep[main] = True
-    reach = max(1, round(stroke_width(labels == main + 1)))
+    reach = min(max(1, round(stroke_width(labels == main + 1))), max(ink.shape))
     while True:
         mask = np.concatenate([[False], keep])[labels]
         touching = np.zeros(count + 1, dtype=bool)
@@ -397,7 +397,9 @@ def _in_frame(mask: np.ndarray) -> np.ndarray:
 
 
 def stroke_width(mask: np.ndarray) -> float:
-    """Mean width of the strokes in a binary mask: area over half the boundary length."""
+    """Mean width of the strokes in a binary mask: area over half the boundary length (the
+    edge of the array counting as boundary)."""
+    mask = np.pad(np.asarray(mask, dtype=bool), 1)
     edges = (np.count_nonzero(mask[1:] != mask[:-1])
              + np.count_nonzero(mask[:, 1:] != mask[:, :-1]))
     return 2.0 * np.count_nonzero(mask) / max(edges, 1)

@@ -392,6 +392,19 @@ def test_photo_conditions_do_not_change_the_prepared_digit(condition, one_of_eac
         assert max(abs(c - 14) for c in centre_of_mass(out)) <= 0.5, (condition, k)
 
 
+@pytest.mark.parametrize("pattern", ["noise", "checkerboard", "stripes", "half dark"])
+def test_pictures_that_are_all_texture_still_prepare(pattern: str) -> None:
+    """Ink everywhere, touching every edge: the digit's stroke width must not be taken as the
+    whole picture's area (which once asked for an 8 TiB blur)."""
+    grid = np.indices((512, 512))
+    picture = {"noise": np.random.default_rng(0).random((512, 512)),
+               "checkerboard": grid.sum(axis=0) % 2,
+               "stripes": grid[1] % 4 < 2,
+               "half dark": grid[1] < 256}[pattern].astype(np.float64)
+    out = prepare_digit(picture)
+    assert out.shape == (28, 28) and out.max() == pytest.approx(1.0)
+
+
 @pytest.mark.parametrize("light", ["gradient", "vignette"])
 def test_uneven_light_on_empty_paper_is_blank(light: str) -> None:
     """Flat-fielding takes the lighting away: what is left is no digit (the old preparation

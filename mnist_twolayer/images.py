@@ -4,6 +4,9 @@ MNIST digits are white ink on black, fitted into a 20x20 box (aspect kept, anti-
 placed in a 28x28 field so that the intensity-weighted centre of mass sits at pixel (14, 14).
 A network trained on MNIST only recognises digits prepared the same way, so this module repeats
 those steps for any PNG or JPEG, and refuses files it cannot read safely with one clear line.
+A photo or scan is first cleaned the way NIST's binary scans were clean: the paper's uneven
+light is divided out, the ink is picked by its contrast, specks away from the digit dropped,
+and the strokes brought into MNIST's range of widths (see ``prepare_digit``).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -312,6 +313,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", type=Path, nargs="+", metavar="IMAGE",
                    help="image files, or folders (each image file in them, sorted by name)")
     p.add_argument("--top-k", type=positive_int, default=1, help="show the k likeliest classes")
+    p.add_argument("--save-prepared", type=Path, metavar="DIR",
+                   help="write the 28x28 image each input became into DIR (a PNG named after "
+                        "the input), to see what the network saw")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=_run_predict)
 
@@ -334,9 +338,38 @@ def _image_paths(given: Sequence[Path]) -> list[Path]:
     return paths
 
 
+def _prepared_names(folder: Path, images: Sequence[Path]) -> list[Path]:
+    """Where --save-prepared writes each input: DIR/<input stem>.png, with -2, -3, ... for
+    inputs that share a stem. The folder is created; it may not be a file, and no name may be
+    one of the inputs (the user's own picture is never overwritten)."""
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"--save-prepared {folder} is a file; it names a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--save-prepared {folder}: cannot create the folder "
+                          f"({exc.strerror})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"--save-prepared {folder}: the folder is not writable")
+    names, taken = [], set()
+    for image in images:
+        name, n = f"{image.stem}.png", 1
+        while name in taken:
+            n += 1
+            name = f"{image.stem}-{n}.png"
+        taken.add(name)
+        target = folder / name
+        if target.exists() and any(given.exists() and target.samefile(given)
+                                   for given in images):
+            raise ConfigError(f"--save-prepared {folder}: {target} is one of the input images; "
+                              f"choose another folder")
+        names.append(target)
+    return names
+
+
 def _run_predict(args: argparse.Namespace) -> int:
     from .datasets import DIGITS, class_names
-    from .images import FIELD, image_to_mnist
+    from .images import FIELD, image_to_mnist, save_prepared
 
     net = _load_model(args.model)
     if net.input_size != FIELD * FIELD:
@@ -347,8 +380,11 @@ def _run_predict(args: argparse.Namespace) -> int:
                           f"classes")
     names = class_names(net.metadata.get("dataset"), net.output_size)
     digits = names == DIGITS
-    results, failed = [], 0
-    for path in _image_paths(args.images):
+    images = _image_paths(args.images)
+    prepared_paths = (None if args.save_prepared is None
+                      else _prepared_names(args.save_prepared, images))
+    results, failed, saved = [], 0, 0
+    for i, path in enumerate(images):
         try:
             if path.is_dir():
                 raise ImageError(f"{path}: a folder with no image files "
@@ -367,10 +403,15 @@ def _run_predict(args: argparse.Namespace) -> int:
                         "probability": float(probs[best]),
                         "top_k": [{"class": int(k), "name": names[k],
                                    "probability": float(probs[k])} for k in top]})
+        if prepared_paths is not None:
+            results[-1]["prepared"] = str(save_prepared(x, prepared_paths[i]))
+            saved += 1
         if not args.json:
             print(f"{path}: " + ", ".join(f"{names[k]} ({probs[k]:.3f})" for k in top))
     if args.json:
         _print_json({"model": str(args.model), "predictions": results})
+    elif prepared_paths is not None:
+        print(f"prepared images: {saved} written to {args.save_prepared}")
     return EXIT_USER_ERROR if failed else 0
 
 

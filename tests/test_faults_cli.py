@@ -180,6 +180,12 @@ CASES: dict[str, tuple[list[str], int, str]] = {
     "predict a folder": (["predict", "{model}", "{tmp}"], 2,
                          "{tmp}: a folder with no image files (.png, .jpg, .jpeg, .bmp, .gif, "
                          ".webp)"),
+    "predict --save-prepared a file": (["predict", "{model}", "x.png", "--save-prepared",
+                                        "{file}"], 2,
+                                       "--save-prepared {file} is a file; it names a folder"),
+    "predict --save-prepared under a file": (["predict", "{model}", "x.png", "--save-prepared",
+                                              "{file}/out"], 2, "--save-prepared {file}/out: "
+                                             "cannot create the folder (Not a directory)"),
     # --- plot ---
     "plot without runs": (["plot"], 2, f"{P} plot: the following arguments are required: "
                           "RUN_DIR (see --help)"),

@@ -14,6 +14,7 @@ import pytest
 from faults_support import no_figures, one_error_line
 from PIL import Image
 
+from mnist_twolayer.config import config_from_preset
 from mnist_twolayer.network import TwoLayerNet
 from mnist_twolayer.ood import (
     CATEGORIES,
@@ -24,7 +25,7 @@ from mnist_twolayer.ood import (
     make_ood_set,
     prepare_set,
 )
-from mnist_twolayer.trainer import Trainer, config_from_preset
+from mnist_twolayer.trainer import Trainer
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "ood_accuracy.py"
 MISSING = find_fonts()[1]

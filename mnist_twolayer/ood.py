@@ -30,7 +30,8 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from .errors import ImageError
 from .fileio import write_bytes_atomic
-from .images import FIELD, image_to_mnist, stroke_width
+from .images import FIELD, image_to_mnist
+from .preparation import stroke_width
 
 if TYPE_CHECKING:
     from .network import TwoLayerNet

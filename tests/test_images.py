@@ -17,15 +17,8 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image, ImageDraw
 
 from mnist_twolayer.errors import ImageError
-from mnist_twolayer.images import (
-    STROKE_WIDTH,
-    _label,
-    _otsu,
-    image_to_mnist,
-    load_image,
-    prepare_digit,
-    stroke_width,
-)
+from mnist_twolayer.images import image_to_mnist, load_image
+from mnist_twolayer.preparation import STROKE_WIDTH, _label, _otsu, prepare_digit, stroke_width
 
 GRID = np.arange(28)
 

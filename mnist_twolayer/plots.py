@@ -157,6 +157,45 @@ def plot_runs(runs: Sequence[tuple[str, dict[str, Any]]], path: str | os.PathLik
     return _save(fig, path)
 
 
+def plot_sweep(runs: Sequence[tuple[str, dict[str, Any]]], path: str | os.PathLike[str],
+               title: str) -> Path:
+    """The runs of one comparison (same job and seed, one thing changed), as the book's ch. 6
+    figures draw them: the minibatch loss of every iteration, smoothed, on a log scale (left),
+    and the test accuracy at each evaluation (right), one colour per run. A run that stopped
+    early (diverged) shows what it had; its name says why."""
+    if not runs:
+        raise ConfigError("no runs to plot")
+    fig = Figure(figsize=(13, 5.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    loss_ax, accuracy_ax = fig.subplots(1, 2)
+    longest = max(len(history.get("iteration_loss", [])) for _, history in runs)
+    window = int(np.clip(longest // 40, 1, 200))
+    finals = []
+    for (name, history), colour in zip(runs, _run_colours(len(runs)), strict=True):
+        losses = np.asarray(history.get("iteration_loss", []), dtype=np.float64)
+        smooth = moving_average(losses, window)
+        loss_ax.plot(np.arange(1, losses.size + 1), smooth, color=colour, linewidth=1.6,
+                     label=f"{name} ({smooth[-1]:.3f})" if losses.size else f"{name} (no data)")
+        x, y = _series(history.get("epochs", []), "iteration", "test_accuracy")
+        accuracy_ax.plot(x, y, "o-", color=colour, linewidth=1.6, markersize=4,
+                         label=f"{name} ({y[-1]:.2%})" if y.size else f"{name} (no data)")
+        finals += [y[-1]] if y.size else []
+    loss_ax.set_yscale("log")
+    loss_ax.set(title=f"Minibatch loss (moving average of {window})", xlabel="iteration",
+                ylabel="cross-entropy loss")
+    accuracy_ax.set(title="Test accuracy", xlabel="iteration", ylabel="accuracy")
+    accuracy_ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    if finals:  # from a little below the worst final accuracy: the ranking is what matters
+        accuracy_ax.set_ylim(max(0.0, min(finals) - 0.03), 1.0)
+    for ax, where, heading in ((loss_ax, "upper right", "run (last)"),
+                               (accuracy_ax, "lower right", "run (last)")):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, alpha=0.3, which="both")
+        ax.legend(loc=where, fontsize="small", title=heading, title_fontsize="small")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
 # --- figures from predictions and weights ---
 
 

@@ -197,3 +197,27 @@ def test_plot_accuracy_script_runs_a_sweep(tmp_path):
     assert (tmp_path / "runs" / "hidden-16" / "model.npz").is_file()
     with Image.open(out) as image:
         assert image.format == "PNG"
+
+
+@pytest.mark.parametrize("optimizer, settings", [
+    ("sgd", {}), ("momentum", {}), ("nesterov", {"momentum": 0.8}),
+    ("adagrad", {}), ("rmsprop", {"decay_rate": 0.9}),
+    ("adam", {"activation": "relu", "beta1": 0.8, "eps": 1e-7}),
+])
+def test_every_optimizer_trains_from_the_cli(optimizer, settings, mini_env, tmp_path):
+    """Four epochs on the 600 digits of ``mini``, each optimizer at its default lr (the
+    preset's 0.2 for the SGD family): the loss falls and the 200 test digits come out far
+    above chance."""
+    run_dir = tmp_path / optimizer
+    flags = [text for name, value in settings.items()
+             for text in (f"--{name.replace('_', '-')}", str(value))]
+    assert main(["train", "--optimizer", optimizer, *flags, "--dataset", "mini", "--data-dir",
+                 str(mini_env), "--hidden", "32", "--batch-size", "50", "--epochs", "4",
+                 "--out", str(run_dir), "--quiet"]) == 0
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["optimizer"] == optimizer
+    assert config["lr"] == {"adagrad": 0.01, "rmsprop": 0.01, "adam": 0.001}.get(optimizer, 0.2)
+    assert {name: config[name] for name in settings} == settings
+    losses = json.loads((run_dir / "history.json").read_text())["iteration_loss"]
+    assert np.mean(losses[-6:]) < 0.75 * np.mean(losses[:6])
+    assert json.loads((run_dir / "metrics.json").read_text())["test_accuracy"] >= 0.6

@@ -20,6 +20,7 @@ from .errors import (
     DatasetError,
     ImageError,
     MnistTwoLayerError,
+    NoDigitError,
     TrainingError,
     TrainingInterrupted,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "DatasetError",
     "ImageError",
     "MnistTwoLayerError",
+    "NoDigitError",
     "TrainConfig",
     "Trainer",
     "TrainingError",

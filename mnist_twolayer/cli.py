@@ -288,9 +288,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     cm = confusion_matrix(t_test, predicted, net.output_size)
     precision, recall = precision_recall(cm)
     out = args.out or args.model.parent
-    figures = [plots.plot_confusion(t_test, predicted, out / "confusion.png"),
-               plots.plot_misclassified(x_test, t_test, predicted, probs,
-                                        out / "misclassified.png")]
+    figures = [out / "confusion.png", out / "misclassified.png"]
+    plots.plot_confusion(t_test, predicted, figures[0])
+    plots.plot_misclassified(x_test, t_test, predicted, probs, figures[1])
     report = {
         "model": str(args.model), "dataset": dataset, "samples": int(len(t_test)),
         "test_accuracy": float(accuracy), "test_loss": float(loss),
@@ -371,7 +371,8 @@ def _run_plot(args: argparse.Namespace) -> int:
     runs = [(run_dir.name or str(run_dir), load_history(run_dir)) for run_dir in args.runs]
     if args.out.suffix.lower() != ".png":
         raise ConfigError(f"--out {args.out}: figures are PNG files; use a .png name")
-    print(f"wrote {plots.plot_runs(runs, args.out, metric=args.metric)}")
+    plots.plot_runs(runs, args.out, metric=args.metric)
+    print(f"wrote {args.out}")
     return 0
 
 
@@ -418,6 +419,47 @@ def _run_gradcheck(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="the digit pad: draw digits in a browser, see the net read "
+                                     "them")
+    p.add_argument("model", type=Path, nargs="?", metavar="MODEL",
+                   help="a model.npz or a run folder (default: the newest runs/*/model.npz)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=_number(int, "an integer", 0, strict=False, high=65535),
+                   default=8000, help="port (default: 8000; 0 picks a free one)")
+    p.add_argument("--open", action="store_true", help="open the page in the default browser")
+    p.set_defaults(run=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from .server import PadServer, find_model, is_loopback, load_pad, serve_until_interrupted
+
+    pad = load_pad(find_model(args.model))
+    server = PadServer(pad, args.host, args.port)
+    if not is_loopback(args.host):
+        sys.stderr.write(f"warning: --host {args.host}: the digit pad is reachable from the "
+                         f"network, by anyone who can reach this machine\n")
+    print(f"digit pad for {pad.path}: {server.url}  (Ctrl-C stops it)", flush=True)
+    if args.open:
+        _open_browser(server.url)
+    serve_until_interrupted(server)
+    sys.stderr.write("digit pad stopped\n")
+    return 0
+
+
+def _open_browser(url: str) -> None:
+    """Open ``url`` in a thread: a console browser would otherwise hold the server up."""
+    import threading
+    import webbrowser
+
+    def run() -> None:
+        if not webbrowser.open(url):
+            sys.stderr.write(f"note: found no browser to open; open {url} yourself\n")
+
+    threading.Thread(target=run, name="open-browser", daemon=True).start()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="python -m mnist_twolayer",
@@ -426,7 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log diagnostics")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in (_add_download, _add_info, _add_train, _add_evaluate, _add_predict,
-                _add_plot, _add_gradcheck):
+                _add_plot, _add_gradcheck, _add_serve):
         add(sub)
     return parser
 

@@ -33,6 +33,11 @@ class ImageError(MnistTwoLayerError):
     """An input image cannot be read or prepared."""
 
 
+class NoDigitError(ImageError):
+    """An image that reads fine but holds no digit (a blank page): the digit pad answers it
+    with "no digit" rather than an error."""
+
+
 class TrainingError(MnistTwoLayerError):
     """Training cannot go on (for example the loss diverged)."""
 

@@ -8,15 +8,17 @@ those steps for any PNG or JPEG, and refuses files it cannot read safely with on
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError
+from .errors import ImageError, NoDigitError
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
 """Largest file accepted on disk; a digit photo is a few MB at most."""
@@ -62,6 +64,22 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
     if size > MAX_FILE_BYTES:
         raise ImageError(f"{name}: file is {size / 2**20:.1f} MB, more than the "
                          f"{MAX_FILE_BYTES // 2**20} MB allowed for an image")
+    return _decode(file, name)
+
+
+def load_image_bytes(data: bytes, name: str) -> np.ndarray:
+    """:func:`load_image` for an image that is already in memory (an upload to the digit pad):
+    the same size, format and decompression-bomb checks, messages starting with ``name``."""
+    if not data:
+        raise ImageError(f"{name}: empty (0 bytes), not an image")
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageError(f"{name}: {len(data) / 2**20:.1f} MB, more than the "
+                         f"{MAX_FILE_BYTES // 2**20} MB allowed for an image")
+    return _decode(io.BytesIO(data), name)
+
+
+def _decode(file: Path | BinaryIO, name: str) -> np.ndarray:
+    """Decode an image whose size is known to be acceptable, refusing bombs before decoding."""
     with warnings.catch_warnings():
         # Pillow warns (rather than fails) about some oddities; none of that may reach the
         # user's terminal, and its decompression-bomb warning must become a refusal.
@@ -167,13 +185,22 @@ def _fit_box(ink: np.ndarray, box: int) -> np.ndarray:
     return digit / peak if peak > 0 else digit
 
 
-def image_to_mnist(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an image file and prepare it as one flattened MNIST input: (784,) float32 in [0, 1].
+def image_to_mnist(source: str | os.PathLike[str] | bytes, name: str | None = None
+                   ) -> np.ndarray:
+    """Read an image (a file, or its bytes) and prepare it as one flattened MNIST input:
+    (784,) float32 in [0, 1]; ``reshape(28, 28)`` is the picture the network receives.
 
-    Every problem is an ``ImageError`` naming the file.
+    ``predict`` and the digit pad both come through here, so they see the same input. Every
+    problem is an ``ImageError`` starting with ``name`` (default: the path, or "image"); a
+    readable picture with no digit in it is its subclass ``NoDigitError``.
     """
-    img = load_image(path)
+    if isinstance(source, bytes):
+        name = name or "image"
+        img = load_image_bytes(source, name)
+    else:
+        name = name or str(source)
+        img = load_image(source)
     try:
         return prepare_digit(img).reshape(FIELD * FIELD)
     except ImageError as exc:
-        raise ImageError(f"{path}: {exc}") from None
+        raise NoDigitError(f"{name}: {exc}") from None

@@ -2,7 +2,8 @@
 
 Figures are built with ``matplotlib.figure.Figure`` on an Agg canvas, never through pyplot, so
 plotting neither opens windows nor changes the backend of an interactive session that imports
-this module. Every PNG is written to a temporary name and renamed into place.
+this module. Every function returns its Figure (what it drew can be read back from the Axes)
+and, given a path, writes it as a PNG to a temporary name renamed into place.
 
 The history format (written by the trainer) is::
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from .gradcheck import GradcheckResult
 
 DPI = 120
+Target = str | os.PathLike[str] | None
+"""Where a figure's PNG goes; None draws it without writing a file."""
 SPLITS = (("train", "train", "tab:blue"), ("val", "validation", "tab:orange"),
           ("test", "test", "tab:green"))
 
@@ -61,7 +63,7 @@ def moving_average(values: Sequence[float], window: int) -> np.ndarray:
 # --- figures from a history ---
 
 
-def plot_loss(history: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+def plot_loss(history: dict[str, Any], path: Target = None) -> Figure:
     """Minibatch loss of every iteration (thin) with its moving average, and the per-epoch
     validation and test loss at the iteration where they were measured. A loss that stopped
     being finite is marked where it happened, since that is why such a run ended."""
@@ -101,7 +103,7 @@ def plot_loss(history: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     return _save(fig, path)
 
 
-def plot_accuracy(history: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+def plot_accuracy(history: dict[str, Any], path: Target = None) -> Figure:
     """Train, validation and test accuracy at each evaluation (epoch)."""
     fig, ax = _figure((8, 5))
     epochs = history.get("epochs", [])
@@ -120,8 +122,8 @@ def plot_accuracy(history: dict[str, Any], path: str | os.PathLike[str]) -> Path
     return _save(fig, path)
 
 
-def plot_runs(runs: Sequence[tuple[str, dict[str, Any]]], path: str | os.PathLike[str],
-              metric: str = "test_accuracy") -> Path:
+def plot_runs(runs: Sequence[tuple[str, dict[str, Any]]], path: Target = None,
+              metric: str = "test_accuracy") -> Figure:
     """Several runs side by side: ``metric`` per epoch (left) and its counterpart (accuracy
     and loss of the same split) per epoch (right), one colour per run."""
     if metric not in METRICS:
@@ -157,8 +159,8 @@ def plot_runs(runs: Sequence[tuple[str, dict[str, Any]]], path: str | os.PathLik
     return _save(fig, path)
 
 
-def plot_sweep(runs: Sequence[tuple[str, dict[str, Any]]], path: str | os.PathLike[str],
-               title: str) -> Path:
+def plot_sweep(runs: Sequence[tuple[str, dict[str, Any]]], path: Target = None,
+               title: str = "") -> Figure:
     """The runs of one comparison (same job and seed, one thing changed), as the book's ch. 6
     figures draw them: the minibatch loss of every iteration, smoothed, on a log scale (left),
     and the test accuracy at each evaluation (right), one colour per run. A run that stopped
@@ -199,8 +201,8 @@ def plot_sweep(runs: Sequence[tuple[str, dict[str, Any]]], path: str | os.PathLi
 # --- figures from predictions and weights ---
 
 
-def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, path: str | os.PathLike[str],
-                   class_names: Sequence[str] | None = None) -> Path:
+def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, path: Target = None,
+                   class_names: Sequence[str] | None = None) -> Figure:
     """Confusion matrix with the count in every cell; colour on a square-root-like scale so the
     few mistakes show beside the large diagonal."""
     names = _class_names(class_names)
@@ -232,8 +234,8 @@ def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, path: str | os.PathLi
 
 
 def plot_misclassified(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray,
-                       probs: np.ndarray, path: str | os.PathLike[str], max_items: int = 36,
-                       class_names: Sequence[str] | None = None) -> Path:
+                       probs: np.ndarray, path: Target = None, max_items: int = 36,
+                       class_names: Sequence[str] | None = None) -> Figure:
     """A grid of wrongly classified digits, most confident mistakes first, each labelled
     "true → predicted (p)". ``probs`` is (N, classes) or the (N,) probability of the
     prediction; images are (N, 784), (N, 1, 28, 28) or (N, 28, 28) in any range."""
@@ -265,7 +267,7 @@ def plot_misclassified(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarra
     return _save(fig, path)
 
 
-def plot_weights(W1: np.ndarray, path: str | os.PathLike[str], max_units: int = 64) -> Path:
+def plot_weights(W1: np.ndarray, path: Target = None, max_units: int = 64) -> Figure:
     """First-layer weights of the first ``max_units`` hidden units, each shown as the image it
     responds to: red where the weight is positive, blue where negative, white at zero, each
     unit scaled to its own largest magnitude so faint units stay visible."""
@@ -284,7 +286,7 @@ def plot_weights(W1: np.ndarray, path: str | os.PathLike[str], max_units: int = 
     return _save(fig, path)
 
 
-def plot_gradcheck(result: GradcheckResult, path: str | os.PathLike[str]) -> Path:
+def plot_gradcheck(result: GradcheckResult, path: Target = None) -> Figure:
     """A bar chart of rel_error per parameter and compared pair of a gradient check, on a log
     scale. An exact agreement (0) is drawn at 1e-18, below every real error."""
     pairs = list(dict.fromkeys((c.a, c.b) for c in result.comparisons))
@@ -320,12 +322,13 @@ def _figure(size: tuple[float, float]) -> tuple[Figure, Axes]:
     return fig, fig.add_subplot()
 
 
-def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
-    """Write ``fig`` as a PNG (whatever the suffix of ``path``) atomically."""
-    target = Path(path)
-    with atomic_path(target) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI, facecolor="white")
-    return target
+def _save(fig: Figure, path: Target) -> Figure:
+    """Write ``fig`` as a PNG (whatever the suffix of ``path``) atomically, if a path is given;
+    return it, so callers and tests can read back what was drawn."""
+    if path is not None:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=DPI, facecolor="white")
+    return fig
 
 
 def _series(epochs: Sequence[dict[str, Any]], x_key: str, y_key: str) -> tuple[np.ndarray,

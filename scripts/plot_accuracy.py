@@ -165,7 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError(f"--out {out}: the figure is a PNG file; use a .png name")
         if args.runs:
             runs = [(run.name or str(run), load_history(run)) for run in args.runs]
-            print(f"wrote {plot_runs(runs, out, metric=args.metric)}")
+            plot_runs(runs, out, metric=args.metric)
+            print(f"wrote {out}")
             return 0
         spec = SWEEPS[args.sweep]
         budget = ({"epochs": args.epochs} if args.epochs else
@@ -173,9 +174,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs = sweep(args.sweep, _values(args.values or spec.values, spec.kind), budget=budget,
                      train_size=args.train_size, seed=args.seed, runs_dir=args.runs_dir)
         if args.sweep in FIGURE_SWEEPS:
-            print(f"wrote {plot_sweep(runs, out, spec.title)}")
+            plot_sweep(runs, out, spec.title)
         else:
-            print(f"wrote {plot_runs(runs, out, metric=args.metric)}")
+            plot_runs(runs, out, metric=args.metric)
+        print(f"wrote {out}")
         return 0
 
     return run_reporting_errors(run)

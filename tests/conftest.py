@@ -74,6 +74,7 @@ class LocalServer:
     - ``stall``: paths whose headers are sent, then nothing;
     - ``stall_midway``: path -> count; half the body, then nothing;
     - ``no_length``: paths sent without Content-Length, cut in half, then closed;
+    - ``hold``: paths whose answer waits until the test sets ``release``;
     - ``delay``: seconds to wait before any answer.
 
     Every request is recorded in ``requests`` as (path, headers, bytes of body sent) when it
@@ -89,6 +90,8 @@ class LocalServer:
         self.stall_midway: dict[str, int] = {}
         self.no_length: set[str] = set()
         self.no_range: set[str] = set()
+        self.hold: set[str] = set()
+        self.release = threading.Event()
         self.delay = 0.0
         self.requests: list[tuple[str, dict[str, str], int | None]] = []
         self.stop = threading.Event()
@@ -138,6 +141,8 @@ class LocalServer:
             handler.send_error(404, "Not Found")
             return
         time.sleep(self.delay)
+        if path in self.hold:
+            self.release.wait(60)
         if path in self.status:
             with self._lock:
                 code, left = self.status[path]
@@ -180,21 +185,22 @@ class LocalServer:
         if stall_midway:
             self.stop.wait(30)  # the client must give up by itself
 
-    def requests_for(self, path: str, count: int | None = None
+    def requests_for(self, path: str, count: int | None = None, complete: bool = True
                      ) -> list[tuple[dict[str, str], int | None]]:
-        """The requests of ``path`` as (headers, bytes sent); with ``count``, wait up to 10 s
-        until that many have arrived and sent what they will (a response's thread may still
-        be writing when the client has already moved on)."""
-        deadline = time.monotonic() + 10
+        """The requests of ``path`` as (headers, bytes sent); with ``count``, wait up to 60 s
+        until that many have arrived and (``complete``) sent what they will: a response's
+        thread may still be writing when the client has already moved on."""
+        deadline = time.monotonic() + 60
         while True:
             found = [(headers, sent) for p, headers, sent in self.requests if p == path]
-            done = None not in (sent for _, sent in found)
+            done = not complete or None not in (sent for _, sent in found)
             if count is None or (len(found) >= count and done) or time.monotonic() > deadline:
                 return found
             time.sleep(0.01)
 
     def close(self) -> None:
         self.stop.set()
+        self.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 

@@ -16,8 +16,10 @@ import pytest
 from conftest import run_cli, user_picture
 from PIL import Image
 
+from mnist_twolayer import plots
 from mnist_twolayer.checkpoint import read_checkpoint
 from mnist_twolayer.cli import main
+from mnist_twolayer.network import TwoLayerNet
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -54,18 +56,35 @@ def test_train_prints_a_summary(trained_with_output):
     assert config["preset"] == "default" and config["epochs"] == 1 and config["hidden"] == 256
 
 
-def test_evaluate_json_agrees_with_the_run(trained, capsys):
+def test_evaluate_reports_the_runs_numbers_and_per_class_counts(trained, mnist, monkeypatch,
+                                                                 capsys):
+    drawn = {}
+    for name in ("plot_confusion", "plot_misclassified"):
+        real = getattr(plots, name)
+        monkeypatch.setattr(plots, name, lambda *a, _real=real, _name=name, **k: (
+            drawn.__setitem__(_name, a), _real(*a, **k))[1])
     assert main(["evaluate", str(trained / "model.npz"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     metrics = json.loads((trained / "metrics.json").read_text())
-    # the run measured its saved model on the very images evaluate loads
+    # the run measured its saved model on the very images evaluate loads: the same numbers
     assert (report["test_accuracy"], report["test_loss"]) == (metrics["test_accuracy"],
                                                               metrics["test_loss"])
+    _, (x_test, t_test) = mnist
+    predicted = TwoLayerNet.load(trained / "model.npz").predict(x_test).argmax(axis=1)
+    assert report["test_accuracy"] == np.count_nonzero(predicted == t_test) / 10000
+    for k, row in enumerate(report["per_class"]):  # counted here, one class at a time
+        hits = int(np.count_nonzero((predicted == k) & (t_test == k)))
+        assert row == {"class": k, "support": int(np.count_nonzero(t_test == k)),
+                       "precision": hits / int(np.count_nonzero(predicted == k)),
+                       "recall": hits / int(np.count_nonzero(t_test == k))}
     assert [row["support"] for row in report["per_class"]] == [
         980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
-    assert all(row["precision"] > 0.9 and row["recall"] > 0.9 for row in report["per_class"])
-    for figure in report["figures"]:
-        assert Path(figure).is_file()
+    # the figures are drawn from these labels and predictions (what they show: test_plots.py)
+    assert report["figures"] == [str(trained / "confusion.png"),
+                                 str(trained / "misclassified.png")]
+    np.testing.assert_array_equal(drawn["plot_confusion"][0], t_test)
+    np.testing.assert_array_equal(drawn["plot_confusion"][1], predicted)
+    np.testing.assert_array_equal(drawn["plot_misclassified"][2], predicted)
 
 
 def _digit_png(image: np.ndarray, path: Path) -> Path:
@@ -96,9 +115,16 @@ def test_predict_reports_a_bad_image_and_goes_on(trained, mnist, tmp_path, capsy
     assert str(bad) in captured.err
 
 
-def test_plot_overlays_runs(trained, tmp_path, capsys):
+def test_plot_overlays_the_runs_histories(trained, tmp_path, monkeypatch, capsys):
+    given = []
+    real = plots.plot_runs
+    monkeypatch.setattr(plots, "plot_runs", lambda runs, *a, **k: (given.append(runs),
+                                                                    real(runs, *a, **k))[1])
     out = tmp_path / "both.png"
     assert main(["plot", str(trained), str(trained), "--out", str(out)]) == 0
+    assert capsys.readouterr().out == f"wrote {out}\n"
+    history = json.loads((trained / "history.json").read_text())
+    assert given == [[("run", history), ("run", history)]]
     with Image.open(out) as image:
         assert image.format == "PNG"
 

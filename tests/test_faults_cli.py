@@ -45,7 +45,7 @@ CASES: dict[str, tuple[list[str], int, str]] = {
     "no command": ([], 2, f"{P}: the following arguments are required: COMMAND (see --help)"),
     "unknown command": (["fly"], 2, f"{P}: argument COMMAND: invalid choice: 'fly' (choose from "
                         "'download', 'info', 'train', 'evaluate', 'predict', 'plot', "
-                        "'gradcheck') (see --help)"),
+                        "'gradcheck', 'serve') (see --help)"),
     "unknown flag": (["train", "--colour", "red"], 2,
                      f"{P}: unrecognized arguments: --colour red (see --help)"),
     # --- download / info ---

@@ -11,6 +11,7 @@ the lock; these tests do not repeat them.
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import os
 import re
@@ -168,7 +169,8 @@ def test_body_stalling_midway_times_out_then_resumes_from_the_partial(http_serve
     with pytest.raises(DatasetError) as info:
         download("roomy", roomy.data_dir, mirrors=[mirror], quiet=True, timeout=(1.0, 0.5),
                  retries=1, backoff=0.0)
-    assert time.monotonic() - started < 5
+    # the server stalls for 30 s: only the client's read timeout ends it sooner
+    assert time.monotonic() - started < 20
     assert str(info.value) == (f"could not get roomy file {IMAGES}: {mirror}: read timeout (the "
                                f"server stopped sending) (after 2 attempts){HINT}")
     (first, sent1), (second, _) = server.requests_for(path, 2)
@@ -291,9 +293,10 @@ def test_download_process_killed_midway_leaves_a_partial_the_next_run_resumes(
     assert not (folder / IMAGES).exists()
     kept = part.stat().st_size
     assert_only_verified(folder, datasets.DATASETS["mnist"], resumable=True)
-    started = time.monotonic()
+    with open(folder / ".lock", "a+b") as lock:  # the kernel released the dead process's lock
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises BlockingIOError if held
+        fcntl.flock(lock, fcntl.LOCK_UN)
     results = download("mnist", tmp_path, mirrors=[mirror], quiet=True, **FAST)
-    assert time.monotonic() - started < 20  # the dead process's lock did not hold us up
     assert [r.action for r in results] == ["downloaded"] * 4
     headers, sent = server.requests_for(path, 2)[1]
     assert headers["Range"] == f"bytes={kept}-" and sent == size - kept
@@ -447,19 +450,28 @@ def test_two_processes_downloading_at_once_share_one_download(http_server,
     server = http_server()
     for f in datasets.DATASETS["mnist"].files:
         server.files[f"/mnist/{f.filename}"] = (REPO / "data" / "mnist" / f.filename).read_bytes()
-    server.delay = 1.5  # the first process holds the lock for at least 6 s: time enough for
-    # the second to start Python and reach the lock even on a busy machine
+    server.hold.add(f"/mnist/{IMAGES}")  # the first process waits there, holding the lock,
+    # until the second has said it is waiting for that lock: no guess at how long that takes
     mirror = f"{server.url}/mnist/"
     command = [sys.executable, "-m", "mnist_twolayer", "-v", "download", "--data-dir",
                str(tmp_path), "--mirror", mirror]
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    while not (tmp_path / "mnist" / ".lock").exists():
-        assert time.monotonic() < deadline and first.poll() is None
-        time.sleep(0.01)
-    second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out1, err1 = first.communicate(timeout=60)
-    out2, err2 = second.communicate(timeout=60)
+    try:
+        assert server.requests_for(f"/mnist/{IMAGES}", 1, complete=False), first.poll()
+        second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
+        err2_lines = []
+        for line in second.stderr:  # until it reports the wait (or ends, failing below)
+            err2_lines.append(line)
+            if "waiting for another process downloading into" in line:
+                break
+        server.release.set()
+        out2, rest = second.communicate(timeout=120)
+        err2 = "".join(err2_lines) + rest
+        out1, err1 = first.communicate(timeout=120)
+    finally:
+        server.release.set()
+        first.kill()
     assert first.returncode == 0 and second.returncode == 0, (err1, err2)
     assert "Traceback" not in err1 + err2
     assert "waiting for another process downloading into" in err2

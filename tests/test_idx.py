@@ -36,6 +36,42 @@ def test_encode_parse_round_trip(array: np.ndarray) -> None:
     np.testing.assert_array_equal(back, array)
 
 
+# The format's definition, independent of our encoder: magic 00 00 TYPE RANK, big-endian
+# uint32 dimensions, then big-endian elements in C order. The bytes below are written by hand.
+HAND_WRITTEN = [
+    # uint8 2x3
+    (b"\x00\x00\x08\x02" b"\x00\x00\x00\x02\x00\x00\x00\x03" b"\x00\x01\x7f\x80\xfe\xff",
+     np.array([[0, 1, 127], [128, 254, 255]], dtype=np.uint8)),
+    # int8 (4,): -1 is 0xff, -128 is 0x80
+    (b"\x00\x00\x09\x01" b"\x00\x00\x00\x04" b"\xff\x80\x7f\x00",
+     np.array([-1, -128, 127, 0], dtype=np.int8)),
+    # int16 (3,): 1, -2, 300 = 0x012c
+    (b"\x00\x00\x0b\x01" b"\x00\x00\x00\x03" b"\x00\x01" b"\xff\xfe" b"\x01\x2c",
+     np.array([1, -2, 300], dtype=np.int16)),
+    # int32 (2,): 16909060 = 0x01020304, -2
+    (b"\x00\x00\x0c\x01" b"\x00\x00\x00\x02" b"\x01\x02\x03\x04" b"\xff\xff\xff\xfe",
+     np.array([16909060, -2], dtype=np.int32)),
+    # float32 (2,): 1.5 = 0x3fc00000, -2.0 = 0xc0000000
+    (b"\x00\x00\x0d\x01" b"\x00\x00\x00\x02" b"\x3f\xc0\x00\x00" b"\xc0\x00\x00\x00",
+     np.array([1.5, -2.0], dtype=np.float32)),
+    # float64 1x2: 0.1 = 0x3fb999999999999a, -3.0 = 0xc008000000000000
+    (b"\x00\x00\x0e\x02" b"\x00\x00\x00\x01\x00\x00\x00\x02"
+     b"\x3f\xb9\x99\x99\x99\x99\x99\x9a" b"\xc0\x08\x00\x00\x00\x00\x00\x00",
+     np.array([[0.1, -3.0]], dtype=np.float64)),
+]
+
+
+@pytest.mark.parametrize(("data", "expected"), HAND_WRITTEN,
+                         ids=[str(array.dtype) for _, array in HAND_WRITTEN])
+def test_bytes_written_by_hand_parse_to_the_values_the_format_defines(data, expected) -> None:
+    array = idx.parse_idx(data)
+    assert array.dtype == expected.dtype and array.dtype.isnative
+    assert array.shape == expected.shape
+    np.testing.assert_array_equal(array, expected)
+    assert idx.encode_idx(expected) == data  # and our encoder writes exactly those bytes
+    assert idx.encode_idx(expected.astype(expected.dtype.newbyteorder(">"))) == data
+
+
 def test_write_read_gz_and_plain(tmp_path: Path) -> None:
     array = np.arange(2 * 3 * 4, dtype=np.int32).reshape(2, 3, 4) - 7
     idx.write_idx(tmp_path / "a.gz", array)

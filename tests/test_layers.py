@@ -4,6 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tolerances import (
+    EPS64,
+    SIGMOID_D2,
+    SIGMOID_D3,
+    assert_within,
+    central_difference_error,
+    gamma,
+    numpy_rel,
+    sigmoid_rel,
+)
 
 from mnist_twolayer.functions import softmax, softmax_cross_entropy
 from mnist_twolayer.gradient import numerical_gradient
@@ -22,11 +32,20 @@ def test_affine_backward_matches_numerical_gradients():
     def loss(_: np.ndarray) -> float:
         return float(np.sum(weights * layer.forward(x)))
 
-    np.testing.assert_allclose(layer.forward(x), x @ W + b, rtol=1e-15)
+    # out[i, j]: 3 products, then 3 additions (b the last): gamma_4 of |terms| on each side
+    out_terms = np.abs(x) @ np.abs(W) + np.abs(b)
+    assert_within(layer.forward(x), x @ W + b, 2 * gamma(4) * out_terms)
     dx = layer.backward(weights).copy()
-    np.testing.assert_allclose(layer.dW, numerical_gradient(loss, W), atol=1e-9)
-    np.testing.assert_allclose(layer.db, numerical_gradient(loss, b), atol=1e-9)
-    np.testing.assert_allclose(dx, numerical_gradient(loss, x), atol=1e-9)
+    # the loss is linear: no truncation, only its rounding over h. Its 32 terms w x W (and w b)
+    # go through <= 12 roundings (out's 4, * w, a sum of 8), x +- h one more. Backprop's sums
+    # (over 4 rows for dW and db, 2 columns for dx) round <= 4 times, the quotient once.
+    numerical_error = central_difference_error(
+        1e-4, 0.0, gamma(13) * np.sum(np.abs(weights) * out_terms))
+    for analytic, exact_terms, wrt in ((layer.dW, np.abs(x).T @ np.abs(weights), W),
+                                       (layer.db, np.abs(weights).sum(axis=0), b),
+                                       (dx, np.abs(weights) @ np.abs(W).T, x)):
+        assert_within(analytic, numerical_gradient(loss, wrt),
+                      numerical_error + gamma(5) * exact_terms)
 
 
 def test_affine_without_input_grad_skips_dx():
@@ -47,7 +66,17 @@ def test_sigmoid_backward_matches_numerical_gradient():
 
     layer.forward(x)
     dx = layer.backward(weights).copy()
-    np.testing.assert_allclose(dx, numerical_gradient(loss, x), rtol=1e-7)
+    # d/dx of sum(w * sigmoid(x)) is w sigmoid'(x): truncation h^2 |w| SIGMOID_D3 / 6; the loss
+    # (12 terms w sigmoid, each off by sigmoid_rel, a product and a sum of 12) is off by
+    # (sigmoid_rel + gamma_12) sum |w| sigmoid, and x +- h rounds by u |x|, moving the loss by
+    # |w| sigmoid' u |x|. Backprop's y (1 - y) w: |w| y (sigmoid_rel + 3 u), the quotient u.
+    sig_rel = sigmoid_rel(numpy_rel("exp"))
+    y = layer.out
+    loss_error = (sig_rel + gamma(12)) * np.sum(np.abs(weights) * y)
+    bound = (central_difference_error(1e-4, SIGMOID_D3 * np.abs(weights),
+                                      loss_error + np.abs(weights * x) * EPS64 / 8)
+             + np.abs(weights) * (sig_rel + gamma(4)) * y)
+    assert_within(dx, numerical_gradient(loss, x), bound)
 
 
 def test_relu_has_the_books_mask_and_leaves_dout_alone():
@@ -82,12 +111,32 @@ def test_softmax_with_loss_forward_and_backward():
     t = np.array([0, 3, 1, 1, 2], dtype=np.uint8)
     layer = SoftmaxWithLoss()
     loss = layer.forward(x, t)
-    assert loss == pytest.approx(softmax_cross_entropy(x, t), rel=1e-14)
-    np.testing.assert_allclose(layer.y, softmax(x), rtol=1e-14)
+    # per sample log S - s_t >= 0 with S = sum exp(s): each side's S is off by exp + gamma_3
+    # (absolute in log S), its log by log * log S, and a sum of the 5 samples' two terms by
+    # gamma_5 relative; the layer forms s - log S first (u)
+    s = x - x.max(axis=1, keepdims=True)
+    log_s = np.log(np.exp(s).sum(axis=1))
+    exp_rel, log_rel = numpy_rel("exp"), numpy_rel("log")
+    one_side = (np.sum(exp_rel + gamma(3) + log_rel * log_s)
+                + gamma(6) * np.sum(log_s + np.abs(s[np.arange(5), t]))) / 5
+    assert loss == pytest.approx(softmax_cross_entropy(x, t), rel=0, abs=2 * one_side)
+    # exp(s) over S on both sides: exp twice (e and S), 3 additions and a divide, each side
+    probs_rel = 2 * exp_rel + gamma(4)
+    np.testing.assert_allclose(layer.y, softmax(x), rtol=2 * probs_rel)
     dx = layer.backward().copy()
-    np.testing.assert_allclose(dx, (softmax(x) - np.eye(4)[t]) / 5, rtol=1e-13, atol=1e-17)
-    np.testing.assert_allclose(dx, numerical_gradient(lambda _: layer.forward(x, t), x),
-                               rtol=1e-7, atol=1e-10)
+    # and p - t, times 1 / 5: p's error is absolute at the label, the rest relative
+    probs = softmax(x)
+    assert_within(dx, (probs - np.eye(4)[t]) / 5,
+                  (2 * probs_rel * probs + 2 * gamma(3) * np.abs(probs - np.eye(4)[t])) / 5)
+    # the mean cross-entropy's third derivative along one logit is p (1 - p)(1 - 2p) / 5 <=
+    # SIGMOID_D2 / 5. Against exact arithmetic each loss is also off by the shift x - max
+    # (u |s| in log S and in s_t), and x +- h rounds by u |x| (|d loss / dx| <= 1/5); backprop
+    # by its p's error (the shift's too) and 3 roundings of p - t, the quotient by 1
+    shift = EPS64 * np.abs(s).max(axis=1, keepdims=True)
+    value_error = one_side + np.sum(shift) / 5 + EPS64 / 2 * np.abs(x) / 5
+    assert_within(dx, numerical_gradient(lambda _: layer.forward(x, t), x),
+                  central_difference_error(1e-4, SIGMOID_D2 / 5, value_error)
+                  + (probs_rel + shift) * probs / 5 + gamma(4) * np.abs(dx))
 
 
 def test_softmax_with_loss_rejects_targets_of_the_wrong_shape():

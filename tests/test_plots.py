@@ -1,5 +1,6 @@
-"""Figures and the numbers behind them: every plot writes a valid PNG atomically from histories
-of any shape (empty, one epoch, no validation, a diverged loss), and pyplot is never touched."""
+"""Figures, checked by what they draw: the lines, bars, cells and tiles read back from each
+Figure's Axes are the history, matrix or images they came from. Every plot also writes a valid
+PNG atomically from histories of any shape, and pyplot is never touched."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ import pytest
 from PIL import Image
 
 from mnist_twolayer.errors import ConfigError
+from mnist_twolayer.gradcheck import Comparison, GradcheckResult
 from mnist_twolayer.plots import (
     moving_average,
     plot_accuracy,
     plot_confusion,
+    plot_gradcheck,
     plot_loss,
     plot_misclassified,
     plot_runs,
@@ -70,15 +73,84 @@ def test_moving_average_short_histories_and_divergence() -> None:
     assert np.isnan(moving_average([np.nan], window=3)).all()
 
 
-# --- history figures ---
+# --- history figures: what is drawn is what the history holds ---
 
 
-def test_loss_and_accuracy_figures(tmp_path: Path) -> None:
-    history = make_history()
-    assert plot_loss(history, tmp_path / "loss.png") == tmp_path / "loss.png"
+def lines(ax) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every labelled line of ``ax`` as label -> (x, y)."""
+    return {line.get_label(): (np.asarray(line.get_xdata(), dtype=np.float64),
+                               np.asarray(line.get_ydata(), dtype=np.float64))
+            for line in ax.get_lines() if not line.get_label().startswith("_")}
+
+
+def legend_texts(ax) -> list[str]:
+    legend = ax.get_legend()
+    return [] if legend is None else [text.get_text() for text in legend.get_texts()]
+
+
+def column(history: dict, key: str) -> np.ndarray:
+    return np.array([record[key] for record in history["epochs"]], dtype=np.float64)
+
+
+def test_loss_figure_draws_every_iteration_its_average_and_each_evaluation(tmp_path) -> None:
+    history = make_history()  # 500 iterations: a moving average of 10
+    fig = plot_loss(history, tmp_path / "loss.png")
     assert_png(tmp_path / "loss.png")
-    plot_accuracy(history, tmp_path / "accuracy.png")
+    ax = fig.axes[0]
+    drawn = lines(ax)
+    steps = np.arange(1, 501)
+    losses = np.array(history["iteration_loss"])
+    np.testing.assert_array_equal(drawn["minibatch loss"][0], steps)
+    np.testing.assert_array_equal(drawn["minibatch loss"][1], losses)
+    average = drawn["minibatch loss, moving average of 10"]
+    np.testing.assert_array_equal(average[1], moving_average(losses, 10))
+    assert average[1][9] == pytest.approx(losses[:10].mean(), rel=1e-15)  # 10 terms, no exp
+    for split, label in (("val", "validation"), ("test", "test")):
+        x, y = drawn[f"{label} loss (per evaluation)"]
+        np.testing.assert_array_equal(x, column(history, "iteration"))
+        np.testing.assert_array_equal(y, column(history, f"{split}_loss"))
+    assert legend_texts(ax) == list(drawn)
+    assert ax.get_yscale() == "log"  # 2.4 down to 0.05: more than 20x
+    assert (ax.get_title(), ax.get_xlabel()) == ("Training loss", "iteration")
+
+
+def test_loss_figure_of_a_short_flat_run_is_linear_and_unsmoothed() -> None:
+    history = make_history(epochs=1, per_epoch=3, validation=False)
+    history["iteration_loss"] = [0.5, 0.45, 0.4]
+    ax = plot_loss(history).axes[0]
+    drawn = lines(ax)
+    assert sorted(drawn) == ["minibatch loss", "test loss (per evaluation)"]
+    np.testing.assert_array_equal(drawn["minibatch loss"][1], [0.5, 0.45, 0.4])
+    assert ax.get_yscale() == "linear"
+
+
+def test_loss_figure_marks_where_the_loss_stopped_being_finite() -> None:
+    history = {"iteration_loss": [2.3, 1.9, float("nan"), float("inf")], "epochs": []}
+    ax = plot_loss(history).axes[0]
+    drawn = lines(ax)
+    x, y = drawn["loss not finite from iteration 3"]
+    np.testing.assert_array_equal(x, [3, 3])  # a vertical line at iteration 3
+    np.testing.assert_array_equal(drawn["minibatch loss"][1], [2.3, 1.9, np.nan, np.nan])
+
+
+def test_accuracy_figure_draws_each_split_per_epoch(tmp_path) -> None:
+    history = make_history(epochs=4)
+    fig = plot_accuracy(history, tmp_path / "accuracy.png")
     assert_png(tmp_path / "accuracy.png")
+    ax = fig.axes[0]
+    drawn = lines(ax)
+    for split, label in (("train", "train"), ("val", "validation"), ("test", "test")):
+        y = column(history, f"{split}_accuracy")
+        x_drawn, y_drawn = drawn[f"{label} ({y[-1]:.2%} at the end)"]
+        np.testing.assert_array_equal(x_drawn, [1, 2, 3, 4])
+        np.testing.assert_array_equal(y_drawn, y)
+    assert legend_texts(ax) == ["train (98.00% at the end)", "validation (97.40% at the end)",
+                                "test (97.30% at the end)"]
+
+
+def test_accuracy_figure_leaves_out_a_split_the_run_lacks() -> None:
+    drawn = lines(plot_accuracy(make_history(epochs=2, validation=False)).axes[0])
+    assert [label.split(" (")[0] for label in drawn] == ["train", "test"]
 
 
 @pytest.mark.parametrize("history", [
@@ -98,13 +170,25 @@ def test_history_figures_cope_with_any_shape(history: dict, tmp_path: Path) -> N
     assert_png(tmp_path / "accuracy.png")
 
 
-def test_runs_overlay(tmp_path: Path) -> None:
+def test_runs_overlay_draws_each_runs_metric_and_its_counterpart(tmp_path: Path) -> None:
     runs = [("hidden 50", make_history(seed=1)), ("hidden 100", make_history(epochs=8, seed=2)),
             ("no validation", make_history(validation=False, seed=3))]
-    plot_runs(runs, tmp_path / "runs.png")
+    fig = plot_runs(runs, tmp_path / "runs.png")
     assert_png(tmp_path / "runs.png", min_size=(1200, 500))
-    plot_runs(runs, tmp_path / "val.png", metric="val_loss")
-    assert_png(tmp_path / "val.png")
+    accuracy_ax, loss_ax = fig.axes
+    for ax, key in ((accuracy_ax, "test_accuracy"), (loss_ax, "test_loss")):
+        drawn = list(lines(ax).items())
+        assert len(drawn) == 3
+        for (name, history), (label, (x, y)) in zip(runs, drawn, strict=True):
+            final = column(history, key)[-1]
+            assert label == f"{name} ({final:.2%})" if key.endswith("accuracy") else \
+                label == f"{name} ({final:.4f})"
+            np.testing.assert_array_equal(x, column(history, "epoch"))
+            np.testing.assert_array_equal(y, column(history, key))
+    assert (accuracy_ax.get_title(), loss_ax.get_title()) == ("Test accuracy", "Test loss")
+    val = lines(plot_runs(runs, tmp_path / "val.png", metric="val_loss").axes[0])
+    assert list(val) == ["hidden 50 (0.1049)", "hidden 100 (0.0537)", "no validation (no data)"]
+    assert val["no validation (no data)"][0].size == 0
 
 
 def test_runs_refuse_unknown_metric_and_nothing_to_plot(tmp_path: Path) -> None:
@@ -116,7 +200,7 @@ def test_runs_refuse_unknown_metric_and_nothing_to_plot(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-# --- prediction and weight figures ---
+# --- prediction and weight figures: the cells and tiles hold the numbers and images ---
 
 
 @pytest.fixture(scope="module")
@@ -134,41 +218,84 @@ def fake_predictions(t: np.ndarray, error_rate: float, seed: int = 0) -> tuple[n
     return pred, probs
 
 
-def test_confusion_figure(test_digits, tmp_path: Path) -> None:
+def test_confusion_figure_shows_every_count(test_digits, tmp_path: Path) -> None:
     _, t = test_digits
     pred, _ = fake_predictions(t, 0.05)
-    plot_confusion(t, pred, tmp_path / "confusion.png")
+    fig = plot_confusion(t, pred, tmp_path / "confusion.png")
     assert_png(tmp_path / "confusion.png", min_size=(700, 700))
+    ax = fig.axes[0]
+    expected = np.zeros((10, 10), dtype=np.int64)
+    np.add.at(expected, (t.astype(int), pred), 1)
+    np.testing.assert_array_equal(ax.images[0].get_array(), expected)
+    cells = {(int(round(text.get_position()[1])), int(round(text.get_position()[0]))):
+             int(text.get_text()) for text in ax.texts}
+    assert cells == {(i, j): int(expected[i, j]) for i in range(10) for j in range(10)}
+    wrong = int(expected.sum() - np.trace(expected))
+    assert ax.get_title() == (f"Confusion matrix: {wrong} of 1000 wrong (accuracy "
+                              f"{np.trace(expected) / 1000:.2%})")
+    assert [tick.get_text() for tick in ax.get_xticklabels()] == list("0123456789")
     names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
              "Sneaker", "Bag", "Ankle boot"]
-    plot_confusion(t, pred, tmp_path / "fashion.png", class_names=names)
+    named = plot_confusion(t, pred, tmp_path / "fashion.png", class_names=names).axes[0]
     assert_png(tmp_path / "fashion.png", min_size=(700, 700))
+    assert [tick.get_text() for tick in named.get_yticklabels()] == names
+
+
+def tiles(ax, side: int = 28) -> list[tuple[str, np.ndarray]]:
+    """The (label, tile) pairs of a mosaic figure: each label sits centred above its tile."""
+    mosaic = np.ma.filled(ax.images[0].get_array(), np.nan)
+    found = []
+    for text in ax.texts:
+        x, y = text.get_position()
+        left, top = int(round(x - side / 2)), int(round(y + 1))
+        found.append((text.get_text(), mosaic[top:top + side, left:left + side]))
+    return found
 
 
 @pytest.mark.parametrize("layout", ["flat", "channel", "square", "uint8"])
-def test_misclassified_grid_takes_any_image_layout(layout: str, test_digits,
-                                                   tmp_path: Path) -> None:
+def test_misclassified_grid_shows_the_most_confident_mistakes_first(layout: str, test_digits,
+                                                                     tmp_path: Path) -> None:
     x, t = test_digits
     x = np.asarray(x[:200])
     images = {"flat": x, "channel": x.reshape(-1, 1, 28, 28), "square": x.reshape(-1, 28, 28),
               "uint8": np.round(x * 255).astype(np.uint8)}[layout]
     pred, probs = fake_predictions(t[:200], 0.1)
-    plot_misclassified(images, t[:200], pred, probs, tmp_path / "wrong.png", max_items=12)
+    fig = plot_misclassified(images, t[:200], pred, probs, tmp_path / "wrong.png", max_items=12)
     assert_png(tmp_path / "wrong.png", min_size=(400, 400))
+    wrong = np.flatnonzero(t[:200] != pred)
+    confidence = probs[np.arange(200), pred]
+    order = sorted(wrong, key=lambda i: -confidence[i])[:12]
+    shown = tiles(fig.axes[0])
+    assert [label for label, _ in shown] == [
+        f"{t[i]} → {pred[i]} ({confidence[i]:.2f})" for i in order]
+    for (_, tile), i in zip(shown, order, strict=True):
+        digit = images[i].reshape(28, 28).astype(np.float64)
+        span = digit.max() - digit.min()
+        np.testing.assert_allclose(tile, (digit - digit.min()) / span, rtol=0, atol=1e-15)
+    assert fig.texts[0].get_text().startswith(f"Misclassified: {wrong.size} of 200 wrong; "
+                                              f"showing 12, most confident first")
 
 
 def test_misclassified_with_probability_vector_and_with_no_mistakes(test_digits,
                                                                      tmp_path: Path) -> None:
     x, t = test_digits
     pred, probs = fake_predictions(t[:50], 0.2)
-    plot_misclassified(x[:50], t[:50], pred, probs.max(axis=1), tmp_path / "p.png")
+    vector = plot_misclassified(x[:50], t[:50], pred, probs.max(axis=1), tmp_path / "p.png")
     assert_png(tmp_path / "p.png", min_size=(400, 400))
+    wrong = np.flatnonzero(t[:50] != pred)
+    assert sorted(label for label, _ in tiles(vector.axes[0])) == sorted(
+        f"{t[i]} → {pred[i]} ({probs[i].max():.2f})" for i in wrong)
     names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
              "Sneaker", "Bag", "Ankle boot"]
-    plot_misclassified(x[:50], t[:50], pred, probs, tmp_path / "named.png", class_names=names)
+    named = plot_misclassified(x[:50], t[:50], pred, probs, tmp_path / "named.png",
+                               class_names=names)
     assert_png(tmp_path / "named.png", min_size=(400, 400))
-    plot_misclassified(x[:50], t[:50], t[:50], probs, tmp_path / "none.png")
+    assert {label.split(" (")[0] for label, _ in tiles(named.axes[0])} == {
+        f"{names[t[i]]} → {names[pred[i]]}" for i in wrong}
+    none = plot_misclassified(x[:50], t[:50], t[:50], probs, tmp_path / "none.png")
     assert_png(tmp_path / "none.png", min_size=(300, 150))
+    assert [text.get_text() for text in none.axes[0].texts] == [
+        "No misclassified digits: all 50 are correct."]
 
 
 def test_misclassified_refuses_mismatched_inputs(tmp_path: Path) -> None:
@@ -180,16 +307,41 @@ def test_misclassified_refuses_mismatched_inputs(tmp_path: Path) -> None:
                            np.zeros((3, 10)), tmp_path / "x.png")
 
 
-def test_weights_figure(tmp_path: Path) -> None:
+def test_weights_figure_shows_each_units_weights_on_its_own_scale(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     w1 = rng.normal(0, 0.01, (784, 100)).astype(np.float32)
     w1[:, 3] = 0.0  # a dead unit must not divide by zero
-    plot_weights(w1, tmp_path / "weights.png")
+    fig = plot_weights(w1, tmp_path / "weights.png")
     assert_png(tmp_path / "weights.png", min_size=(800, 800))
-    plot_weights(w1[:, :5], tmp_path / "few.png")
+    shown = tiles(fig.axes[0])
+    assert [label for label, _ in shown] == [f"unit {j}" for j in range(64)]
+    for j, (_, tile) in enumerate(shown):
+        unit = w1[:, j].astype(np.float64).reshape(28, 28)
+        scale = np.abs(unit).max()
+        np.testing.assert_array_equal(tile, unit / scale if scale else unit)
+    assert fig.axes[0].images[0].get_clim() == (-1.0, 1.0)
+    few = plot_weights(w1[:, :5], tmp_path / "few.png")
     assert_png(tmp_path / "few.png", min_size=(300, 200))
+    assert len(tiles(few.axes[0])) == 5
     with pytest.raises(ValueError, match="square pixel count"):
         plot_weights(np.zeros((100, 5)).T, tmp_path / "bad.png")
+
+
+def test_gradcheck_chart_draws_each_pairs_errors(tmp_path: Path) -> None:
+    comparisons = [Comparison("backprop", b, p, error, 0.0)
+                   for b, errors in (("autograd", (1e-16, 2e-16, 0.0, 4e-16)),
+                                     ("numerical_vectorized", (1e-9, 2e-9, 3e-9, 4e-9)))
+                   for p, error in zip(("W1", "b1", "W2", "b2"), errors, strict=True)]
+    result = GradcheckResult({"input_size": 784, "hidden": 50, "output_size": 10, "batch": 100,
+                              "dtype": "float64", "activation": "sigmoid", "order": 2,
+                              "h": 1e-4}, {}, comparisons, {})
+    fig = plot_gradcheck(result, tmp_path / "gradcheck.png")
+    assert_png(tmp_path / "gradcheck.png")
+    ax = fig.axes[0]
+    heights = [bar.get_height() for bar in ax.patches]
+    assert heights == [1e-16, 2e-16, 1e-18, 4e-16, 1e-9, 2e-9, 3e-9, 4e-9]  # 0 drawn at 1e-18
+    assert legend_texts(ax) == ["backprop vs autograd", "backprop vs numerical_vectorized"]
+    assert [tick.get_text() for tick in ax.get_xticklabels()] == ["W1", "b1", "W2", "b2"]
 
 
 # --- how files are written ---

@@ -46,6 +46,7 @@ class Sweep:
     runs: Callable[[str, Sequence[Any]], list[tuple[str, dict[str, Any]]]] = (
         lambda setting, values: [(f"{setting}={value}", {setting: value}) for value in values])
     title: str = ""
+    families: int = 1  # runs in this many consecutive groups (see plots.plot_sweep)
 
 
 def _optimizer_runs(setting: str, values: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
@@ -79,10 +80,12 @@ SWEEPS: dict[str, Sweep] = {
                        "The ch. 6 optimizers, each at its default lr: 784-100-10 ReLU, He init, "
                        "batch 128"),
     "activation": Sweep(str, "sigmoid,relu", "book-ch5", {"iters": 10000}, {},
+                        lambda setting, values: [(value, {setting: value}) for value in values],
                         title="Sigmoid (ch. 4) or ReLU (ch. 5): the book's job, 784-50-10, "
                               "SGD lr 0.1, batch 100"),
     "init": Sweep(str, "normal,xavier,he", "book-ch5", {"iters": 3000}, {}, _init_runs,
-                  "Initial weights for each activation: 784-50-10, SGD lr 0.1, batch 100"),
+                  "Initial weights for each activation: 784-50-10, SGD lr 0.1, batch 100",
+                  families=2),
 }
 FIGURE_SWEEPS = ("optimizer", "activation", "init")  # drawn by plot_sweep
 
@@ -174,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs = sweep(args.sweep, _values(args.values or spec.values, spec.kind), budget=budget,
                      train_size=args.train_size, seed=args.seed, runs_dir=args.runs_dir)
         if args.sweep in FIGURE_SWEEPS:
-            plot_sweep(runs, out, spec.title)
+            plot_sweep(runs, out, spec.title, spec.families)
         else:
             plot_runs(runs, out, metric=args.metric)
         print(f"wrote {out}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ from tqdm import tqdm
 
 from .errors import ConfigError, ImageError, MnistTwoLayerError
 
+EXIT_DISAGREE = 1  # gradcheck: some pair of gradient paths is outside its tolerance
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
@@ -245,19 +247,25 @@ def _run_train(args: argparse.Namespace) -> int:
         metrics = trainer.run()
     except TrainingInterrupted as stop:
         sys.stderr.write(f"interrupted at iteration {stop.iteration}: checkpoint and history "
-                         f"saved in {stop.run_dir}\nresume with: python -m mnist_twolayer "
+                         f"saved in {stop.run_dir}\nresume with: {args.prog} "
                          f"train --resume {stop.run_dir}\n")
         return EXIT_INTERRUPTED
     print(f"test accuracy {metrics['test_accuracy']:.2%} (loss {metrics['test_loss']:.4f}) "
           f"after {metrics['iterations']} iterations in {metrics['seconds']:.1f} s")
+    if "model_from_epoch" in metrics:
+        stopped = ("stopped early: " if metrics["stopped_early"] else "")
+        print(f"{stopped}the model kept is epoch {metrics['model_from_epoch']:g}'s, the best "
+              f"validation accuracy ({metrics['val_accuracy']:.2%}) of {metrics['epochs']:g} "
+              f"epochs")
     print(f"run folder: {trainer.run_dir}")
     return 0
 
 
 def _load_model(path: Path) -> Any:
-    from .network import TwoLayerNet
+    """The model in ``path``: a model.npz, or the folder of a run that wrote one."""
+    from .network import TwoLayerNet, find_model
 
-    return TwoLayerNet.load(path)
+    return TwoLayerNet.load(find_model(path))
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -273,54 +281,113 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from . import plots
-    from .datasets import load_mnist
+    from .datasets import class_names, get_spec, load_mnist
     from .metrics import confusion_matrix, precision_recall
 
     net = _load_model(args.model)
-    dataset = args.dataset or net.metadata.get("dataset", "mnist")
+    trained_on = net.metadata.get("dataset", "mnist")
+    dataset = get_spec(args.dataset or trained_on).name
+    if dataset != trained_on:
+        sys.stderr.write(f"warning: {args.model} was trained on {trained_on}, not {dataset}: "
+                         f"expect little better than chance\n")
     _, (x_test, t_test) = load_mnist(dataset=dataset, data_dir=args.data_dir, dtype=net.dtype)
     if x_test.shape[1] != net.input_size:
         raise ConfigError(f"{args.model} takes {net.input_size} inputs but {dataset} images "
                           f"have {x_test.shape[1]} pixels")
+    names = class_names(dataset, net.output_size)
     loss, accuracy = net.evaluate(x_test, t_test)
     probs = net.predict(x_test)
     predicted = probs.argmax(axis=1)
     cm = confusion_matrix(t_test, predicted, net.output_size)
     precision, recall = precision_recall(cm)
-    out = args.out or args.model.parent
+    out = args.out or (args.model if args.model.is_dir() else args.model.parent)
     figures = [out / "confusion.png", out / "misclassified.png"]
-    plots.plot_confusion(t_test, predicted, figures[0])
-    plots.plot_misclassified(x_test, t_test, predicted, probs, figures[1])
+    plots.plot_confusion(t_test, predicted, figures[0], class_names=names)
+    plots.plot_misclassified(x_test, t_test, predicted, probs, figures[1], class_names=names)
     report = {
         "model": str(args.model), "dataset": dataset, "samples": int(len(t_test)),
         "test_accuracy": float(accuracy), "test_loss": float(loss),
-        "per_class": [{"class": k, "precision": float(precision[k]), "recall": float(recall[k]),
-                       "support": int(cm[k].sum())} for k in range(net.output_size)],
+        "per_class": [{"class": k, "name": names[k], "precision": float(precision[k]),
+                       "recall": float(recall[k]), "support": int(cm[k].sum())}
+                      for k in range(net.output_size)],
         "figures": [str(f) for f in figures],
     }
     if args.json:
         _print_json(report)
         return 0
+    width = max(5, *map(len, names))
     print(f"{dataset} test: accuracy {accuracy:.2%}, loss {loss:.4f} on {len(t_test)} images")
-    print(f"{'class':>5} {'precision':>9} {'recall':>7} {'support':>7}")
+    print(f"{'class':>{width}} {'precision':>9} {'recall':>7} {'support':>7}")
     for row in report["per_class"]:
-        print(f"{row['class']:>5} {row['precision']:>9.4f} {row['recall']:>7.4f} "
+        print(f"{row['name']:>{width}} {row['precision']:>9.4f} {row['recall']:>7.4f} "
               f"{row['support']:>7}")
     print("figures: " + ", ".join(report["figures"]))
     return 0
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="name the digit in PNG or JPEG images")
-    p.add_argument("model", type=Path, help="a model.npz written by train")
-    p.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="image files")
-    p.add_argument("--top-k", type=positive_int, default=1, help="show the k likeliest digits")
+    p = sub.add_parser("predict", help="name the digit (or class) in PNG or JPEG images")
+    p.add_argument("model", type=Path, help="a model.npz or the folder of a run")
+    p.add_argument("images", type=Path, nargs="+", metavar="IMAGE",
+                   help="image files, or folders (each image file in them, sorted by name)")
+    p.add_argument("--top-k", type=positive_int, default=1, help="show the k likeliest classes")
+    p.add_argument("--save-prepared", type=Path, metavar="DIR",
+                   help="write the 28x28 image each input became into DIR (a PNG named after "
+                        "the input), to see what the network saw")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=_run_predict)
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+"""What ``predict`` takes from a folder it is given."""
+
+
+def _image_paths(given: Sequence[Path]) -> list[Path]:
+    """Files as given; a folder becomes its image files sorted by name (an empty one is
+    itself, so that it is reported as a failure rather than skipped in silence)."""
+    paths = []
+    for path in given:
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir()
+                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            paths += found or [path]
+        else:
+            paths.append(path)
+    return paths
+
+
+def _prepared_names(folder: Path, images: Sequence[Path]) -> list[Path]:
+    """Where --save-prepared writes each input: DIR/<input stem>.png, with -2, -3, ... for
+    inputs that share a stem. The folder is created; it may not be a file, and no name may be
+    one of the inputs (the user's own picture is never overwritten)."""
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"--save-prepared {folder} is a file; it names a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--save-prepared {folder}: cannot create the folder "
+                          f"({exc.strerror})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"--save-prepared {folder}: the folder is not writable")
+    names, taken = [], set()
+    for image in images:
+        name, n = f"{image.stem}.png", 1
+        while name in taken:
+            n += 1
+            name = f"{image.stem}-{n}.png"
+        taken.add(name)
+        target = folder / name
+        if target.exists() and any(given.exists() and target.samefile(given)
+                                   for given in images):
+            raise ConfigError(f"--save-prepared {folder}: {target} is one of the input images; "
+                              f"choose another folder")
+        names.append(target)
+    return names
+
+
 def _run_predict(args: argparse.Namespace) -> int:
-    from .images import FIELD, image_to_mnist
+    from .datasets import DIGITS, class_names
+    from .images import FIELD, image_to_mnist, save_prepared
 
     net = _load_model(args.model)
     if net.input_size != FIELD * FIELD:
@@ -329,9 +396,17 @@ def _run_predict(args: argparse.Namespace) -> int:
     if args.top_k > net.output_size:
         raise ConfigError(f"--top-k {args.top_k} is more than the model's {net.output_size} "
                           f"classes")
-    results, failed = [], 0
-    for path in args.images:
+    names = class_names(net.metadata.get("dataset"), net.output_size)
+    digits = names == DIGITS
+    images = _image_paths(args.images)
+    prepared_paths = (None if args.save_prepared is None
+                      else _prepared_names(args.save_prepared, images))
+    results, failed, saved = [], 0, 0
+    for i, path in enumerate(images):
         try:
+            if path.is_dir():
+                raise ImageError(f"{path}: a folder with no image files "
+                                 f"({', '.join(IMAGE_SUFFIXES)})")
             x = image_to_mnist(path).astype(net.dtype, copy=False)
         except ImageError as exc:
             failed += 1
@@ -340,20 +415,27 @@ def _run_predict(args: argparse.Namespace) -> int:
             continue
         probs = net.predict(x[None, :])[0]
         top = np.argsort(-probs, kind="stable")[:args.top_k]
-        results.append({"image": str(path), "digit": int(top[0]),
-                        "probability": float(probs[top[0]]),
-                        "top_k": [{"digit": int(k), "probability": float(probs[k])}
-                                  for k in top]})
+        best = int(top[0])
+        results.append({"image": str(path), "class": best, "name": names[best],
+                        **({"digit": best} if digits else {}),
+                        "probability": float(probs[best]),
+                        "top_k": [{"class": int(k), "name": names[k],
+                                   "probability": float(probs[k])} for k in top]})
+        if prepared_paths is not None:
+            results[-1]["prepared"] = str(save_prepared(x, prepared_paths[i]))
+            saved += 1
         if not args.json:
-            others = "".join(f", {k} ({probs[k]:.3f})" for k in top[1:])
-            print(f"{path}: {top[0]} ({probs[top[0]]:.3f}){others}")
+            print(f"{path}: " + ", ".join(f"{names[k]} ({probs[k]:.3f})" for k in top))
     if args.json:
         _print_json({"model": str(args.model), "predictions": results})
+    elif prepared_paths is not None:
+        print(f"prepared images: {saved} written to {args.save_prepared}")
     return EXIT_USER_ERROR if failed else 0
 
 
 def _add_plot(sub: argparse._SubParsersAction) -> None:
     from .history import METRICS
+    from .plots import RUN_AXES
 
     p = sub.add_parser("plot", help="overlay the curves of several runs in one figure")
     p.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR", help="run folders")
@@ -361,6 +443,12 @@ def _add_plot(sub: argparse._SubParsersAction) -> None:
                    help="PNG file to write (default: runs.png)")
     p.add_argument("--metric", choices=METRICS, default="test_accuracy",
                    help="the curve to compare (default: test_accuracy)")
+    p.add_argument("--x", choices=tuple(RUN_AXES), default="epoch",
+                   help="the x axis: epoch, iteration or seconds of training (default: epoch)")
+    p.add_argument("--label", action="append", metavar="TEXT",
+                   help="a run's name in the legend, once per run in order (default: the "
+                        "folder's name; for a folder named by its start time, its preset and "
+                        "the settings that differ from it)")
     p.set_defaults(run=_run_plot)
 
 
@@ -368,12 +456,42 @@ def _run_plot(args: argparse.Namespace) -> int:
     from . import plots
     from .history import load_history
 
-    runs = [(run_dir.name or str(run_dir), load_history(run_dir)) for run_dir in args.runs]
     if args.out.suffix.lower() != ".png":
         raise ConfigError(f"--out {args.out}: figures are PNG files; use a .png name")
-    plots.plot_runs(runs, args.out, metric=args.metric)
+    if args.label is not None and len(args.label) != len(args.runs):
+        raise ConfigError(f"{len(args.label)} --label for {len(args.runs)} runs; give one per "
+                          f"run, in the same order")
+    labels = args.label or [_run_label(run_dir) for run_dir in args.runs]
+    runs = [(label, load_history(run_dir)) for label, run_dir in zip(labels, args.runs,
+                                                                       strict=True)]
+    lacking = [label for label, history in runs
+               if not any(r.get(args.metric) is not None for r in history["epochs"])]
+    plots.plot_runs(runs, args.out, metric=args.metric, x=args.x)
+    if lacking:
+        sys.stderr.write(f"note: {', '.join(lacking)} recorded no {args.metric} (drawn as "
+                         f"'no data')\n")
     print(f"wrote {args.out}")
     return 0
+
+
+def _run_label(run_dir: Path) -> str:
+    """The folder's name; for one named by its start time (train's default), the preset and
+    the settings that differ from it, which say more than a date."""
+    import re
+
+    from .config import TrainConfig, config_from_preset
+
+    name = run_dir.resolve().name or str(run_dir)
+    if not re.fullmatch(r"\d{8}-\d{6}(-\d+)?", name):
+        return name
+    try:
+        config = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+        preset = config_from_preset(config.preset)
+    except (OSError, ValueError, TypeError, MnistTwoLayerError):
+        return name
+    changed = [f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}"
+               for key, value in config.to_dict().items() if value != getattr(preset, key)]
+    return f"{config.preset}{': ' if changed else ''}{', '.join(changed)} ({name})"
 
 
 def _add_gradcheck(sub: argparse._SubParsersAction) -> None:
@@ -391,7 +509,8 @@ def _add_gradcheck(sub: argparse._SubParsersAction) -> None:
                    help="picks the images and the initial weights (default: 0)")
     p.add_argument("--methods", metavar="LIST",
                    help=f"comma-separated paths among {', '.join(METHODS)} "
-                        "(default: all; torch only if installed, nditer only for order 2)")
+                        "(default: all but the book's slow nditer loop, ~25 s on the full "
+                        "net; torch only if installed)")
     p.add_argument("--activation", choices=ACTIVATIONS, default="sigmoid",
                    help="hidden activation of the net (default: sigmoid)")
     p.add_argument("--order", type=int, choices=ORDERS, default=2,
@@ -416,7 +535,8 @@ def _run_gradcheck(args: argparse.Namespace) -> int:
         _print_json(result.to_dict())
     else:
         print(result.table())
-    return 0
+    # a pair outside its tolerance is a finding, not a user error: exit 1 (2 is for mistakes)
+    return 0 if all(verdict.agree for verdict in result.verdicts()) else EXIT_DISAGREE
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
@@ -433,7 +553,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    from .server import PadServer, find_model, is_loopback, load_pad, serve_until_interrupted
+    from .network import find_model
+    from .server import PadServer, is_loopback, load_pad, serve_until_interrupted
 
     pad = load_pad(find_model(args.model))
     server = PadServer(pad, args.host, args.port)
@@ -460,11 +581,18 @@ def _open_browser(url: str) -> None:
     threading.Thread(target=run, name="open-browser", daemon=True).start()
 
 
-def build_parser() -> argparse.ArgumentParser:
+MODULE_PROG = "python -m mnist_twolayer"
+
+
+def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = OneLineParser(
-        prog="python -m mnist_twolayer",
+        prog=prog,
         description="Train and inspect a NumPy two-layer network on MNIST.",
     )
+    parser.add_argument("--version", action="version", version=f"mnist_twolayer {__version__}")
+    parser.set_defaults(prog=prog)  # commands name the program as it was invoked
     parser.add_argument("-v", "--verbose", action="store_true", help="log diagnostics")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in (_add_download, _add_info, _add_train, _add_evaluate, _add_predict,
@@ -473,8 +601,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """The CLI. ``prog`` is how it was invoked, for messages: ``python -m mnist_twolayer`` (from
+    __main__), else the script's own name (``mnist-twolayer``) when it reads sys.argv."""
+    if prog is None:
+        prog = Path(sys.argv[0]).name if argv is None and sys.argv[0] else MODULE_PROG
+    parser = build_parser(prog)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, or a bad flag already reported on one line

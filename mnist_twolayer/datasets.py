@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 ENV_DATA_DIR = "MNIST_TWOLAYER_DATA"
 SPLITS = ("train", "test")
 KINDS = ("images", "labels")
+DIGITS = tuple("0123456789")
 _CACHE_FORMAT = 1
 
 
@@ -64,14 +65,24 @@ class DatasetSpec:
     mirrors: tuple[str, ...]
     local_dirs: tuple[Path, ...] = ()
     image_shape: tuple[int, int] = (28, 28)
-    num_classes: int = 10
+    class_names: tuple[str, ...] = DIGITS
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def digits(self) -> bool:
+        """Whether the classes are the digits 0-9 (what ``predict`` and the pad read)."""
+        return self.class_names == DIGITS
 
     def file(self, split: str, kind: str) -> DataFile:
         return next(f for f in self.files if f.split == split and f.kind == kind)
 
 
 def mnist_layout(name: str, sha256: dict[str, str], mirrors: Sequence[str],
-                 local_dirs: Sequence[str | Path] = ()) -> DatasetSpec:
+                 local_dirs: Sequence[str | Path] = (),
+                 class_names: Sequence[str] = DIGITS) -> DatasetSpec:
     """A dataset with MNIST's four file names; ``sha256`` maps each name without ``.gz``
     (``train-images-idx3-ubyte``, ...) to its payload sha256."""
     stems = {("train", "images"): "train-images-idx3-ubyte",
@@ -80,7 +91,8 @@ def mnist_layout(name: str, sha256: dict[str, str], mirrors: Sequence[str],
              ("test", "labels"): "t10k-labels-idx1-ubyte"}
     files = tuple(DataFile(split, kind, f"{stem}.gz", sha256[stem])
                   for (split, kind), stem in stems.items())
-    return DatasetSpec(name, files, tuple(mirrors), tuple(Path(d) for d in local_dirs))
+    return DatasetSpec(name, files, tuple(mirrors), tuple(Path(d) for d in local_dirs),
+                       class_names=tuple(class_names))
 
 
 #: Adding another MNIST-layout dataset (KMNIST, ...) is one more ``mnist_layout(...)`` here.
@@ -113,8 +125,19 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
                  "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/"
                  "fashion/"),
         local_dirs=("/usr/share/datasets/fashion-mnist",),  # Debian's dataset-fashion-mnist
+        class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                     "Sneaker", "Bag", "Ankle boot"),
     ),
 )}
+
+
+def class_names(dataset: str | None, num_classes: int) -> tuple[str, ...]:
+    """The names of a model's classes: its dataset's, or the class numbers when the dataset is
+    unknown here or has another number of classes."""
+    spec = DATASETS.get(dataset or "mnist")
+    if spec is None or spec.num_classes != num_classes:
+        return tuple(str(k) for k in range(num_classes))
+    return spec.class_names
 
 
 def get_spec(name: str) -> DatasetSpec:

@@ -47,9 +47,10 @@ def torch_available() -> bool:
 
 
 def default_methods(order: int = 2) -> tuple[str, ...]:
-    """Every path that can run: torch only if installed, the nditer loop only for order 2."""
+    """Every fast path: torch only if installed; not the book's nditer loop (two forward passes
+    per parameter, ~25 s on the full net), which is there on request."""
     return tuple(m for m in METHODS if (m != "torch" or torch_available())
-                 and (m != "numerical_nditer" or order == 2))
+                 and m != "numerical_nditer")
 
 
 def parse_methods(text: str) -> tuple[str, ...]:
@@ -148,6 +149,50 @@ def is_numerical(method: str) -> bool:
     return method.startswith("numerical_")
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a compared pair agrees: its largest error against the tolerance that pair is
+    held to, and the reason for that tolerance."""
+
+    a: str
+    b: str
+    measure: str  # "rel_error" or "max_abs_diff"
+    worst: float
+    tolerance: float
+    reason: str
+
+    @property
+    def agree(self) -> bool:
+        return self.worst <= self.tolerance
+
+    def line(self) -> str:
+        word = "agree" if self.agree else "DISAGREE"
+        return (f"{self.a} vs {self.b}: {word}, {self.measure} {self.worst:.1e} "
+                f"{'<=' if self.agree else '>'} {self.tolerance:.0e} ({self.reason})")
+
+
+ANALYTIC_TOLERANCE = {"float64": 1e-12, "float32": 1e-4}
+"""Two analytic paths compute the same products and sums in other orders: each sum of n <= 784
+terms is off by at most n eps (1.7e-13 in float64, 9.3e-5 in float32); rel_error is held to
+this. PyTorch runs in float64 whatever the net's dtype, so float32 against it is float32's."""
+
+
+def pair_tolerance(a: str, b: str, dtype: str, order: int, h: float) -> tuple[str, float, str]:
+    """(measure, tolerance, reason) for comparing paths ``a`` and ``b``."""
+    eps = float(np.finfo(dtype).eps)
+    if is_numerical(a) and is_numerical(b):
+        # the same steps and quotients: only the rounding of the losses (~eps |L|, L ~ 2.3)
+        # over 2h, and of the parameter steps (p + h stored in the net's dtype)
+        return ("max_abs_diff", 1e-14 / h + eps / h,
+                "both numerical paths take the same steps: only their rounding over 2h differs")
+    if is_numerical(a) or is_numerical(b):
+        truncation = (1e-7 if order == 2 else 1e-11) * (h / STEPS[order]) ** order
+        return ("rel_error", truncation + eps / h,
+                f"the h^{order} truncation of the order-{order} stencil, and rounding over h")
+    return ("rel_error", ANALYTIC_TOLERANCE[dtype],
+            f"the same math summed in other orders: n eps for n <= 784 terms in {dtype}")
+
+
 @dataclass
 class Comparison:
     """``a`` against ``b`` for one parameter, over all its entries but ``excluded`` (ReLU kink
@@ -173,12 +218,27 @@ class GradcheckResult:
     """Per parameter, the entries whose finite-difference steps cross a ReLU kink (empty for
     sigmoid, or without a numerical path)."""
 
+    def verdicts(self) -> list[Verdict]:
+        """One verdict per compared pair, over all its parameters."""
+        cfg = self.config
+        found = []
+        for a, b in dict.fromkeys((c.a, c.b) for c in self.comparisons):
+            measure, tolerance, reason = pair_tolerance(a, b, cfg["dtype"], cfg["order"],
+                                                        cfg["h"])
+            pair = [c for c in self.comparisons if (c.a, c.b) == (a, b)]
+            if excluded := sum(c.excluded for c in pair):
+                reason += f"; {excluded} ReLU kink entries left out"
+            found.append(Verdict(a, b, measure, max(getattr(c, measure) for c in pair),
+                                 tolerance, reason))
+        return found
+
     def kink_counts(self) -> dict[str, int]:
         return {name: int(np.count_nonzero(mask)) for name, mask in self.kinks.items()}
 
     def to_dict(self) -> dict[str, Any]:
         return {"config": self.config, "timings": self.timings, "kinks": self.kink_counts(),
-                "comparisons": [vars(c) for c in self.comparisons]}
+                "comparisons": [vars(c) for c in self.comparisons],
+                "verdicts": [{**vars(v), "agree": v.agree} for v in self.verdicts()]}
 
     def find(self, a: str, b: str, param: str) -> Comparison:
         """The comparison of ``a`` and ``b`` (in either order) for one parameter."""
@@ -188,7 +248,8 @@ class GradcheckResult:
         raise KeyError((a, b, param))
 
     def table(self) -> str:
-        """A plain-text report: the configuration, seconds per path, and every comparison."""
+        """A plain-text report: the configuration, seconds per path, every comparison, and a
+        verdict per compared pair."""
         cfg = self.config
         source = "".join(f"{cfg[key]} " for key in ("dataset", "split") if key in cfg)
         lines = [f"gradcheck on {cfg['batch']} {source}images, "
@@ -213,6 +274,8 @@ class GradcheckResult:
                           f"pre-activation across 0): {counts}; their difference quotients are "
                           f"not derivatives, so comparisons of a numerical path with an "
                           f"analytic one exclude them"]
+        if self.comparisons:
+            lines += ["", *(verdict.line() for verdict in self.verdicts())]
         return "\n".join(lines)
 
 

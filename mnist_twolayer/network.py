@@ -13,6 +13,7 @@ import json
 import logging
 import os
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -351,3 +352,20 @@ class TwoLayerNet:
             net.params[name][...] = arrays[name]
         net.metadata = metadata
         return net
+
+
+def find_model(model: Path | None, runs: Path = Path("runs")) -> Path:
+    """The model file a user means: ``model`` itself, ``model/model.npz`` for a run folder, or
+    with no ``model`` the newest ``runs/*/model.npz``."""
+    if model is None:
+        found = [path for path in runs.glob("*/model.npz") if path.is_file()]
+        if not found:
+            raise ConfigError(f"no model given and no {runs}/*/model.npz here; train first: "
+                              f"python -m mnist_twolayer train")
+        return max(found, key=lambda path: (path.stat().st_mtime, str(path)))
+    if model.is_dir():
+        if not (model / "model.npz").is_file():
+            raise ConfigError(f"{model} holds no model.npz; give a model.npz or the folder of "
+                              f"a finished run")
+        return model / "model.npz"
+    return model

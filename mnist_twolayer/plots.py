@@ -27,11 +27,17 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
-from matplotlib.ticker import FormatStrFormatter, LogLocator, MaxNLocator, PercentFormatter
+from matplotlib.ticker import (
+    FormatStrFormatter,
+    LogLocator,
+    MaxNLocator,
+    NullFormatter,
+    PercentFormatter,
+)
 
-from .errors import ConfigError
+from .errors import ConfigError, check_choice
 from .fileio import atomic_path
-from .history import METRICS
+from .history import METRICS, best_evaluation
 from .metrics import confusion_matrix
 
 if TYPE_CHECKING:
@@ -42,6 +48,15 @@ Target = str | os.PathLike[str] | None
 """Where a figure's PNG goes; None draws it without writing a file."""
 SPLITS = (("train", "train", "tab:blue"), ("val", "validation", "tab:orange"),
           ("test", "test", "tab:green"))
+# Validation and test curves often lie on top of each other: different markers and dashes keep
+# both visible, validation drawn over test.
+EVALUATION_STYLE = {
+    "train": dict(marker="o", markersize=5, linestyle="-", zorder=2),
+    "val": dict(marker="s", markersize=6, linestyle="--", markerfacecolor="none", zorder=4),
+    "test": dict(marker="o", markersize=4, linestyle="-", zorder=3),
+}
+MIN_SMOOTHING = 5
+"""A moving average over fewer iterations than this smooths nothing worth a second line."""
 
 
 # --- numbers behind the figures ---
@@ -64,9 +79,9 @@ def moving_average(values: Sequence[float], window: int) -> np.ndarray:
 
 
 def plot_loss(history: dict[str, Any], path: Target = None) -> Figure:
-    """Minibatch loss of every iteration (thin) with its moving average, and the per-epoch
-    validation and test loss at the iteration where they were measured. A loss that stopped
-    being finite is marked where it happened, since that is why such a run ended."""
+    """Minibatch loss of every iteration (thin) with its moving average once there are enough
+    iterations to smooth, and the validation and test loss at each evaluation. A loss that
+    stopped being finite is marked where it happened, since that is why such a run ended."""
     fig, ax = _figure((9, 5))
     losses = np.asarray(history.get("iteration_loss", []), dtype=np.float64)
     finite = np.isfinite(losses)
@@ -75,13 +90,14 @@ def plot_loss(history: dict[str, Any], path: Target = None) -> Figure:
         losses = np.where(finite, losses, np.nan)
         steps = np.arange(1, losses.size + 1)
         window = int(np.clip(losses.size // 50, 1, 200))
-        if window > 1:
+        if window >= MIN_SMOOTHING:
             ax.plot(steps, losses, color="tab:blue", alpha=0.25, linewidth=0.6,
                     label="minibatch loss")
             ax.plot(steps, moving_average(losses, window), color="tab:blue", linewidth=2,
                     label=f"minibatch loss, moving average of {window}")
         else:  # too few iterations to smooth
-            ax.plot(steps, losses, ".-", color="tab:blue", linewidth=1.5, label="minibatch loss")
+            ax.plot(steps, losses, ".-", color="tab:blue", linewidth=1.2, markersize=3,
+                    label="minibatch loss")
     if not finite.all():
         first = int(np.argmin(finite)) + 1
         ax.axvline(first, color="tab:red", linestyle="--", linewidth=1.2,
@@ -89,47 +105,81 @@ def plot_loss(history: dict[str, Any], path: Target = None) -> Figure:
     for split, label, colour in SPLITS[1:]:
         x, y = _series(history.get("epochs", []), "iteration", f"{split}_loss")
         if x.size:
-            ax.plot(x, y, "o-", color=colour, linewidth=1.5, markersize=5,
-                    label=f"{label} loss (per evaluation)")
+            style = EVALUATION_STYLE[split]
+            ax.plot(x, y, color=colour, linewidth=1.5, label=f"{label} loss (per evaluation)",
+                    **style)
             shown.append(y)
     values = np.concatenate(shown)
     if not values.size:
         _say(ax, "no loss recorded yet")
     elif values.min() > 0 and values.max() / values.min() > 20:
         ax.set_yscale("log")  # the loss falls by orders of magnitude: show them all
-    ax.set(title="Training loss", xlabel="iteration", ylabel="cross-entropy loss")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set(title="Loss: every minibatch, and each evaluation", xlabel="iteration",
+           ylabel="cross-entropy loss")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     _legend(ax)
     return _save(fig, path)
 
 
-def plot_accuracy(history: dict[str, Any], path: Target = None) -> Figure:
-    """Train, validation and test accuracy at each evaluation (epoch)."""
+def plot_accuracy(history: dict[str, Any], path: Target = None,
+                  kept: tuple[float, float] | None = None) -> Figure:
+    """Train, validation and test accuracy at each evaluation. ``kept`` is (epoch, test
+    accuracy) of the model the run kept (the best validation epoch, else the last): marked with
+    a line, and the test legend reports that model's accuracy, not the last evaluation's."""
     fig, ax = _figure((8, 5))
     epochs = history.get("epochs", [])
+    if kept is None and epochs:
+        best = best_evaluation(history)
+        record = best[1] if best is not None else epochs[-1]
+        if record.get("test_accuracy") is not None:
+            kept = (record["epoch"], record["test_accuracy"])
     for split, label, colour in SPLITS:
         x, y = _series(epochs, "epoch", f"{split}_accuracy")
-        if x.size:
-            ax.plot(x, y, "o-", color=colour, linewidth=1.8, markersize=5,
-                    label=f"{label} ({y[-1]:.2%} at the end)")
+        if not x.size:
+            continue
+        if split == "test" and kept is not None:
+            what = f"{kept[1]:.2%}, the kept model of epoch {kept[0]:g}"
+        else:
+            what = f"{y[-1]:.2%} at the end"
+        ax.plot(x, y, color=colour, linewidth=1.8, label=f"{label} ({what})",
+                **EVALUATION_STYLE[split])
     if ax.get_lines():
-        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if kept is not None and len(epochs) > 1:
+            ax.axvline(kept[0], color="0.35", linestyle=":", linewidth=1.2,
+                       label=f"model kept: epoch {kept[0]:g}")
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))  # decimals follow the axis' span
+        if len(epochs) <= 2:  # one or two points: show them with room around
+            ax.margins(x=0.3, y=0.3)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     else:
         _say(ax, "no evaluation recorded yet")
-    ax.set(title="Accuracy per epoch", xlabel="epoch", ylabel="accuracy")
+    ax.set(title="Accuracy at each evaluation", xlabel="epoch", ylabel="accuracy")
     _legend(ax, loc="lower right")
     return _save(fig, path)
 
 
+RUN_AXES = {"epoch": "epoch", "iteration": "iteration", "seconds": "seconds of training"}
+"""What ``plot_runs`` may put on the x axis: a history column, and how the axis is labelled."""
+
+
 def plot_runs(runs: Sequence[tuple[str, dict[str, Any]]], path: Target = None,
-              metric: str = "test_accuracy") -> Figure:
-    """Several runs side by side: ``metric`` per epoch (left) and its counterpart (accuracy
-    and loss of the same split) per epoch (right), one colour per run."""
-    if metric not in METRICS:
-        raise ConfigError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+              metric: str = "test_accuracy", x: str = "epoch") -> Figure:
+    """Several runs side by side: ``metric`` (left) and its counterpart (accuracy and loss of
+    the same split, right) against ``x`` (epoch, iteration or seconds), one colour per run. A
+    run without the metric is listed as "no data"; when no run has it, that is an error."""
+    check_choice("metric", metric, METRICS)
+    check_choice("x axis", x, tuple(RUN_AXES))
     if not runs:
         raise ConfigError("no runs to plot")
+    lacking = [name for name, history in runs if not _series(
+        history.get("epochs", []), x, metric)[0].size]
+    if len(lacking) == len(runs):
+        raise ConfigError(f"no run has {metric} (none of {', '.join(lacking)}); runs without a "
+                          f"validation split have no val_* metrics")
     split, kind = metric.split("_")
     other = f"{split}_{'loss' if kind == 'accuracy' else 'accuracy'}"
     fig = Figure(figsize=(13, 5), layout="constrained")
@@ -139,19 +189,20 @@ def plot_runs(runs: Sequence[tuple[str, dict[str, Any]]], path: Target = None,
     for (name, history), colour in zip(runs, colours, strict=True):
         epochs = history.get("epochs", [])
         for ax, key in zip(axes, (metric, other), strict=True):
-            x, y = _series(epochs, "epoch", key)
-            final = "no data" if not y.size else (f"{y[-1]:.2%}" if key.endswith("accuracy")
-                                                 else f"{y[-1]:.4f}")
-            ax.plot(x, y, "o-", color=colour, linewidth=1.6, markersize=4,
+            xs, ys = _series(epochs, x, key)
+            final = "no data" if not ys.size else (f"{ys[-1]:.2%}" if key.endswith("accuracy")
+                                                  else f"{ys[-1]:.4f}")
+            ax.plot(xs, ys, "o-", color=colour, linewidth=1.6, markersize=4,
                     label=f"{name} ({final})")
     split_name = dict((s, label) for s, label, _ in SPLITS)[split]
     for ax, key in zip(axes, (metric, other), strict=True):
         is_accuracy = key.endswith("accuracy")
         ax.set(title=f"{split_name} {'accuracy' if is_accuracy else 'loss'}".capitalize(),
-               xlabel="epoch", ylabel="accuracy" if is_accuracy else "cross-entropy loss")
+               xlabel=RUN_AXES[x], ylabel="accuracy" if is_accuracy else "cross-entropy loss")
         if is_accuracy:
             ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if x != "seconds":
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
         ax.legend(loc="lower right" if is_accuracy else "upper right", fontsize="small",
                   title="run (last value)", title_fontsize="small")
@@ -222,8 +273,8 @@ def plot_sweep(runs: Sequence[tuple[str, dict[str, Any]]], path: Target = None,
 
 def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, path: Target = None,
                    class_names: Sequence[str] | None = None) -> Figure:
-    """Confusion matrix with the count in every cell; colour on a square-root-like scale so the
-    few mistakes show beside the large diagonal."""
+    """Confusion matrix with the count in every cell; colour on a power scale (count^0.4) so
+    the few mistakes show beside the large diagonal."""
     names = _class_names(class_names)
     k = len(names)
     cm = confusion_matrix(y_true, y_pred, num_classes=k)
@@ -233,7 +284,8 @@ def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, path: Target = None,
     norm = PowerNorm(gamma=0.4, vmin=0, vmax=vmax)
     image = ax.imshow(cm, cmap="Blues", norm=norm)
     ticks = [0] + [10**e for e in range(int(np.log10(vmax)) + 1)]
-    fig.colorbar(image, ax=ax, shrink=0.8, label="count (square-root-like scale)", ticks=ticks)
+    fig.colorbar(image, ax=ax, shrink=0.8, ticks=ticks,
+                 label="count (colour ~ count^0.4, so small counts show)")
     cell_colours = image.cmap(norm(cm))
     luminance = cell_colours[..., :3] @ np.array([0.299, 0.587, 0.114])
     fontsize = 9 if k <= 10 and cm.max() < 10_000 else 7
@@ -280,7 +332,8 @@ def plot_misclassified(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarra
     names = _class_names(class_names)
     labels = [f"{names[t[i]]} → {names[p[i]]} ({confidence[i]:.2f})" for i in shown]
     title = (f"Misclassified: {len(wrong)} of {len(t)} wrong; showing {len(shown)}, most "
-             "confident first\n(true → predicted (probability of the prediction))")
+             "confident first\neach: true → predicted, and the probability given to the "
+             "prediction")
     fig = _tile_figure(tiles, labels, title, colormaps["gray_r"], 0.0, 1.0,
                        label_size=9 if class_names is None else 6.5)
     return _save(fig, path)
@@ -305,26 +358,53 @@ def plot_weights(W1: np.ndarray, path: Target = None, max_units: int = 64) -> Fi
     return _save(fig, path)
 
 
+GRADCHECK_FLOOR = 1e-18
+"""Where the gradcheck chart's log axis starts: below every real error, where an exact
+agreement (0) is drawn."""
+
+
 def plot_gradcheck(result: GradcheckResult, path: Target = None) -> Figure:
-    """A bar chart of rel_error per parameter and compared pair of a gradient check, on a log
-    scale. An exact agreement (0) is drawn at 1e-18, below every real error."""
+    """Bars of rel_error per parameter and compared pair of a gradient check on a log scale,
+    growing from GRADCHECK_FLOOR, and a dashed line at each tolerance a pair is held to,
+    labelled with its pairs (a pair held on its max abs difference, the two numerical paths,
+    says so in the legend)."""
     pairs = list(dict.fromkeys((c.a, c.b) for c in result.comparisons))
     params = list(dict.fromkeys(c.param for c in result.comparisons))
-    fig, ax = _figure((8, 4.5))
+    verdicts = {(v.a, v.b): v for v in result.verdicts()}
+    fig, ax = _figure((9, 5.5))
     width = 0.8 / max(len(pairs), 1)
     positions = np.arange(len(params))
-    for i, (a, b) in enumerate(pairs):
-        errors = [max(result.find(a, b, p).rel_error, 1e-18) for p in params]
-        ax.bar(positions + (i - (len(pairs) - 1) / 2) * width, errors, width,
-               label=f"{a} vs {b}")
+    colours = _run_colours(len(pairs))
+    for i, ((a, b), colour) in enumerate(zip(pairs, colours, strict=True)):
+        errors = np.array([max(result.find(a, b, p).rel_error, GRADCHECK_FLOOR)
+                           for p in params])
+        verdict = verdicts[(a, b)]
+        held = (f"held to {verdict.tolerance:.0e}" if verdict.measure == "rel_error" else
+                f"held on max abs diff to {verdict.tolerance:.0e}")
+        ax.bar(positions + (i - (len(pairs) - 1) / 2) * width, errors - GRADCHECK_FLOOR, width,
+               bottom=GRADCHECK_FLOOR, color=colour, label=f"{a} vs {b} ({held})")
+    held_to: dict[float, list[str]] = {}
+    for verdict in verdicts.values():
+        if verdict.measure == "rel_error":
+            held_to.setdefault(verdict.tolerance, []).append(f"{verdict.a} vs {verdict.b}")
+    for tolerance, names in held_to.items():  # one line per tolerance, saying whose it is
+        ax.axhline(tolerance, color="0.3", linestyle="--", linewidth=1.1)
+        ax.annotate(f"tolerance {tolerance:.0e}: {'; '.join(names)}", (0.005, tolerance),
+                    xycoords=("axes fraction", "data"), xytext=(0, 3),
+                    textcoords="offset points", fontsize=7, color="0.25")
     ax.set_yscale("log")
+    ax.set_ylim(bottom=GRADCHECK_FLOOR)
     ax.set_xticks(positions, params)
     ax.set_ylabel("relative error  ||a - b|| / (||a|| + ||b||)")
     cfg = result.config
     ax.set_title(f"Gradient agreement: {cfg['input_size']}-{cfg['hidden']}-{cfg['output_size']} "
                  f"{cfg['activation']}, batch {cfg['batch']}, {cfg['dtype']}, "
                  f"order {cfg['order']}, h = {cfg['h']:g}")
-    ax.legend(fontsize="small")
+    ax.grid(True, axis="y", alpha=0.3)
+    # below the axes, never over a bar; dashed lines: each pair's tolerance
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2,
+               fontsize="small", title="pair compared (dashed lines: the tolerances)",
+               title_fontsize="small")
     return _save(fig, path)
 
 

@@ -96,23 +96,6 @@ class Pad:
                 "prepared": x.reshape(FIELD, FIELD).tolist()}
 
 
-def find_model(model: Path | None, runs: Path = Path("runs")) -> Path:
-    """The model file to serve: ``model`` itself, ``model/model.npz`` for a run folder, or
-    with no ``model`` the newest ``runs/*/model.npz``."""
-    if model is None:
-        found = [path for path in runs.glob("*/model.npz") if path.is_file()]
-        if not found:
-            raise ConfigError(f"no model given and no {runs}/*/model.npz here; train first: "
-                              f"python -m mnist_twolayer train")
-        return max(found, key=lambda path: (path.stat().st_mtime, str(path)))
-    if model.is_dir():
-        if not (model / "model.npz").is_file():
-            raise ConfigError(f"{model} holds no model.npz; give a model.npz or a run folder "
-                              f"written by train")
-        return model / "model.npz"
-    return model
-
-
 def load_pad(model_path: Path) -> Pad:
     """Load the model and, when it sits in a run folder (beside a metrics.json), that run's
     metrics and figures."""

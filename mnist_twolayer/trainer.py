@@ -332,9 +332,13 @@ class Trainer:
         probs = model.predict(x_test)
         predicted = probs.argmax(axis=1)
         plots.plot_loss(state.history, self.run_dir / "loss.png")
-        plots.plot_accuracy(state.history, self.run_dir / "accuracy.png")
-        plots.plot_confusion(data.t_test, predicted, self.run_dir / "confusion.png")
+        kept_epoch = metrics.get("model_from_epoch", metrics["epochs"])
+        plots.plot_accuracy(state.history, self.run_dir / "accuracy.png",
+                            kept=(kept_epoch, metrics["test_accuracy"]))
+        names = get_spec(config.dataset).class_names
+        plots.plot_confusion(data.t_test, predicted, self.run_dir / "confusion.png",
+                             class_names=names)
         plots.plot_misclassified(x_test, data.t_test, predicted, probs.max(axis=1),
-                                 self.run_dir / "misclassified.png")
+                                 self.run_dir / "misclassified.png", class_names=names)
         plots.plot_weights(model.params["W1"], self.run_dir / "weights.png")
         return metrics

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from mnist_twolayer import idx, plots
-from mnist_twolayer.datasets import DATASETS, mnist_layout
+from mnist_twolayer.datasets import DATASETS, DIGITS, mnist_layout
 
 REPO = Path(__file__).resolve().parent.parent
 MINI_TRAIN, MINI_TEST = 600, 200
@@ -36,14 +36,16 @@ def mini_arrays() -> dict[tuple[str, str], np.ndarray]:
     return arrays
 
 
-def register_mini(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> Path:
-    """Register dataset ``mini`` (no mirrors) with its verified gz files in ``data_dir/mini``;
-    return ``data_dir`` for ``data_dir=`` / ``--data-dir``."""
+def register_mini(monkeypatch: pytest.MonkeyPatch, data_dir: Path, name: str = "mini",
+                  class_names: tuple[str, ...] = DIGITS) -> Path:
+    """Register dataset ``name`` (no mirrors; the mini digits, under ``class_names``) with its
+    verified gz files in ``data_dir/name``; return ``data_dir`` for ``--data-dir``."""
     sha = {}
     for key, array in mini_arrays().items():
-        idx.write_idx(data_dir / "mini" / f"{_STEMS[key]}.gz", array)
+        idx.write_idx(data_dir / name / f"{_STEMS[key]}.gz", array)
         sha[_STEMS[key]] = hashlib.sha256(idx.encode_idx(array)).hexdigest()
-    monkeypatch.setitem(DATASETS, "mini", mnist_layout("mini", sha, mirrors=()))
+    monkeypatch.setitem(DATASETS, name, mnist_layout(name, sha, mirrors=(),
+                                                     class_names=class_names))
     return data_dir
 
 

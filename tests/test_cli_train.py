@@ -19,6 +19,7 @@ from PIL import Image
 from mnist_twolayer import plots
 from mnist_twolayer.checkpoint import read_checkpoint
 from mnist_twolayer.cli import main
+from mnist_twolayer.images import image_to_mnist
 from mnist_twolayer.network import TwoLayerNet
 
 pytestmark = pytest.mark.slow
@@ -74,7 +75,7 @@ def test_evaluate_reports_the_runs_numbers_and_per_class_counts(trained, mnist, 
     assert report["test_accuracy"] == np.count_nonzero(predicted == t_test) / 10000
     for k, row in enumerate(report["per_class"]):  # counted here, one class at a time
         hits = int(np.count_nonzero((predicted == k) & (t_test == k)))
-        assert row == {"class": k, "support": int(np.count_nonzero(t_test == k)),
+        assert row == {"class": k, "name": str(k), "support": int(np.count_nonzero(t_test == k)),
                        "precision": hits / int(np.count_nonzero(predicted == k)),
                        "recall": hits / int(np.count_nonzero(t_test == k))}
     assert [row["support"] for row in report["per_class"]] == [
@@ -113,6 +114,43 @@ def test_predict_reports_a_bad_image_and_goes_on(trained, mnist, tmp_path, capsy
     assert captured.out.startswith(f"{good}: {t_test[0]} (")
     assert captured.err.count("\n") == 1 and captured.err.startswith("error: ")
     assert str(bad) in captured.err
+
+
+def test_predict_save_prepared_writes_what_the_network_saw(trained, mnist, tmp_path, capsys):
+    _, (x_test, t_test) = mnist
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = _digit_png(x_test[0], tmp_path / "a" / "digit.png")
+    second = _digit_png(x_test[1], tmp_path / "b" / "digit.png")  # the same stem
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    out = tmp_path / "seen" / "by the net"
+    model = str(trained / "model.npz")
+    assert main(["predict", model, str(first), str(bad), str(second), "--save-prepared",
+                 str(out), "--json"]) == 2
+    predictions = json.loads(capsys.readouterr().out)["predictions"]
+    assert [p.get("prepared") for p in predictions] == [str(out / "digit.png"), None,
+                                                        str(out / "digit-2.png")]
+    assert sorted(p.name for p in out.iterdir()) == ["digit-2.png", "digit.png"]
+    for source, saved in ((first, "digit.png"), (second, "digit-2.png")):
+        with Image.open(out / saved) as image:
+            assert (image.format, image.mode, image.size) == ("PNG", "L", (28, 28))
+            exact = image_to_mnist(source).reshape(28, 28).astype(np.float64) * 255
+            np.testing.assert_array_equal(np.asarray(image), np.round(exact).astype(np.uint8))
+    assert main(["predict", model, str(first), "--save-prepared", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"prepared images: 1 written to {out}"
+
+
+def test_predict_save_prepared_never_overwrites_an_input(trained, mnist, tmp_path, capsys):
+    _, (x_test, _) = mnist
+    source = _digit_png(x_test[0], tmp_path / "digit.png")
+    before = source.read_bytes()
+    assert main(["predict", str(trained / "model.npz"), str(source), "--save-prepared",
+                 str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (f"error: --save-prepared {tmp_path}: {source} is one of the input "
+                            f"images; choose another folder\n")
+    assert captured.out == "" and source.read_bytes() == before
 
 
 def test_plot_overlays_the_runs_histories(trained, tmp_path, monkeypatch, capsys):

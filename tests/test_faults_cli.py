@@ -172,8 +172,8 @@ CASES: dict[str, tuple[list[str], int, str]] = {
     # --- evaluate ---
     "evaluate without a model": (["evaluate"], 2, f"{P} evaluate: the following arguments are "
                                  "required: model (see --help)"),
-    "evaluate a folder": (["evaluate", "{tmp}"], 2, "{tmp}: not a readable .npz file, perhaps "
-                          "truncated or damaged ([Errno 21] Is a directory: '{tmp}')"),
+    "evaluate a folder with no model": (["evaluate", "{run}"], 2, "{run} holds no model.npz; "
+                                        "give a model.npz or the folder of a finished run"),
     "evaluate --dataset unknown": (["evaluate", "{model}", "--dataset", "emnist"], 2,
                                    "unknown dataset 'emnist' (known: fashion-mnist, mnist)"),
     "evaluate --data-dir under a file": (["evaluate", "{model}", "--data-dir", "{file}/d"], 2,
@@ -199,7 +199,14 @@ CASES: dict[str, tuple[list[str], int, str]] = {
     "predict a missing image": (["predict", "{model}", "{tmp}/none.png"], 2,
                                 "{tmp}/none.png: no such file"),
     "predict a folder": (["predict", "{model}", "{tmp}"], 2,
-                         "{tmp}: is a directory, not an image file"),
+                         "{tmp}: a folder with no image files (.png, .jpg, .jpeg, .bmp, .gif, "
+                         ".webp)"),
+    "predict --save-prepared a file": (["predict", "{model}", "x.png", "--save-prepared",
+                                        "{file}"], 2,
+                                       "--save-prepared {file} is a file; it names a folder"),
+    "predict --save-prepared under a file": (["predict", "{model}", "x.png", "--save-prepared",
+                                              "{file}/out"], 2, "--save-prepared {file}/out: "
+                                             "cannot create the folder (Not a directory)"),
     # --- plot ---
     "plot without runs": (["plot"], 2, f"{P} plot: the following arguments are required: "
                           "RUN_DIR (see --help)"),

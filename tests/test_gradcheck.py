@@ -79,7 +79,7 @@ def small_bounds(mnist, small_result):
 
 def test_result_schema_and_agreement(small_result, small_bounds):
     report = json.loads(json.dumps(small_result.to_dict(), allow_nan=False))
-    assert set(report) == {"config", "timings", "kinks", "comparisons"}
+    assert set(report) == {"config", "timings", "kinks", "comparisons", "verdicts"}
     assert report["kinks"] == {}  # sigmoid has none
     assert {k: report["config"][k] for k in ("activation", "order", "h")} == {
         "activation": "sigmoid", "order": 2, "h": 1e-4}
@@ -145,7 +145,7 @@ def test_relu_kinks_are_excluded_from_numerical_vs_analytic_comparisons_only(rel
 def test_order_4_leaves_the_nditer_loop_out_and_refuses_it_by_name(mnist):
     (x_train, t_train), _ = mnist
     assert "numerical_nditer" not in default_methods(order=4)
-    assert "numerical_nditer" in default_methods(order=2)
+    assert "numerical_nditer" not in default_methods(order=2)  # ~25 s: on request only
     with pytest.raises(ConfigError, match="numerical_nditer is the book's central difference "
                                           "\\(order 2\\); order 4 is for numerical_vectorized"):
         run_gradcheck(x_train[:2], t_train[:2], hidden=3, order=4,
@@ -176,6 +176,47 @@ def test_torch_path_is_refused_cleanly_when_torch_is_missing(monkeypatch, mnist)
     (x_train, t_train), _ = mnist
     with pytest.raises(ConfigError, match="needs PyTorch"):
         run_gradcheck(x_train[:2], t_train[:2], hidden=3, methods=["backprop", "torch"])
+
+
+def test_each_pair_gets_a_verdict_against_the_tolerance_it_is_held_to(small_result):
+    verdicts = {(v.a, v.b): v for v in small_result.verdicts()}
+    assert set(verdicts) == set(comparison_pairs(parse_methods(FAST)))
+    expected = {("backprop", "autograd"): ("rel_error", 1e-12),
+                ("backprop", "numerical_vectorized"): ("rel_error", 1e-7 + 2.0**-52 / 1e-4),
+                ("backprop", "numerical_nditer"): ("rel_error", 1e-7 + 2.0**-52 / 1e-4),
+                ("numerical_nditer", "numerical_vectorized"): ("max_abs_diff",
+                                                               1e-14 / 1e-4 + 2.0**-52 / 1e-4)}
+    for pair, (measure, tolerance) in expected.items():
+        verdict = verdicts[pair]
+        assert (verdict.measure, verdict.tolerance) == (measure, pytest.approx(tolerance))
+        assert verdict.worst == max(getattr(c, measure) for c in small_result.comparisons
+                                    if (c.a, c.b) == pair)
+        assert verdict.agree
+    lines = small_result.table().splitlines()
+    assert lines[-4:] == [verdict.line() for verdict in small_result.verdicts()]
+    assert lines[-4].startswith("backprop vs autograd: agree, rel_error ")
+    assert lines[-4].endswith(" <= 1e-12 (the same math summed in other orders: n eps for "
+                              "n <= 784 terms in float64)")
+
+
+def test_a_path_that_is_off_is_a_disagreement_and_gradcheck_exits_1(mnist, monkeypatch,
+                                                                       capsys):
+    real = gradcheck.compute_gradients
+
+    def off_by_a_little(net, x, t, method, **kwargs):
+        grads = real(net, x, t, method, **kwargs)
+        if method == "autograd":  # a relative error of 1e-9: far above float64 rounding
+            grads = {k: g * (1 + 2e-9) for k, g in grads.items()}
+        return grads
+
+    monkeypatch.setattr(gradcheck, "compute_gradients", off_by_a_little)
+    argv = ["gradcheck", "--batch", "5", "--hidden", "10", "--methods", "backprop,autograd"]
+    assert main(argv) == 1
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("backprop vs autograd: DISAGREE, rel_error 1.0e-09 > 1e-12 (")
+    assert main([*argv, "--json"]) == 1
+    verdict, = json.loads(capsys.readouterr().out)["verdicts"]
+    assert verdict["agree"] is False and verdict["tolerance"] == 1e-12
 
 
 def test_cli_json(capsys, mnist):

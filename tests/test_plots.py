@@ -112,7 +112,15 @@ def test_loss_figure_draws_every_iteration_its_average_and_each_evaluation(tmp_p
         np.testing.assert_array_equal(y, column(history, f"{split}_loss"))
     assert legend_texts(ax) == list(drawn)
     assert ax.get_yscale() == "log"  # 2.4 down to 0.05: more than 20x
-    assert (ax.get_title(), ax.get_xlabel()) == ("Training loss", "iteration")
+    ax.figure.canvas.draw()
+    labelled = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert len(labelled) >= 4, labelled  # 1-2-5 steps: more than the decades alone
+    assert (ax.get_title(), ax.get_xlabel()) == ("Loss: every minibatch, and each evaluation",
+                                                 "iteration")
+    val, test = (line for line in ax.get_lines() if "per evaluation" in line.get_label())
+    # the validation curve, often on top of the test curve, stays visible over it
+    assert val.get_linestyle() == "--" and val.get_marker() != test.get_marker()
+    assert val.get_zorder() > test.get_zorder()
 
 
 def test_loss_figure_of_a_short_flat_run_is_linear_and_unsmoothed() -> None:
@@ -123,6 +131,9 @@ def test_loss_figure_of_a_short_flat_run_is_linear_and_unsmoothed() -> None:
     assert sorted(drawn) == ["minibatch loss", "test loss (per evaluation)"]
     np.testing.assert_array_equal(drawn["minibatch loss"][1], [0.5, 0.45, 0.4])
     assert ax.get_yscale() == "linear"
+    # 200 iterations would give a "moving average of 4": too short to be worth a second line
+    short = plot_loss(make_history(epochs=2, per_epoch=100)).axes[0]
+    assert not [label for label in lines(short) if "moving average" in label]
 
 
 def test_loss_figure_marks_where_the_loss_stopped_being_finite() -> None:
@@ -140,18 +151,49 @@ def test_accuracy_figure_draws_each_split_per_epoch(tmp_path) -> None:
     assert_png(tmp_path / "accuracy.png")
     ax = fig.axes[0]
     drawn = lines(ax)
-    for split, label in (("train", "train"), ("val", "validation"), ("test", "test")):
-        y = column(history, f"{split}_accuracy")
-        x_drawn, y_drawn = drawn[f"{label} ({y[-1]:.2%} at the end)"]
+    kept = "test (97.30%, the kept model of epoch 4)"  # the best validation epoch is the last
+    for split, label in (("train", "train (98.00% at the end)"),
+                         ("val", "validation (97.40% at the end)"), ("test", kept)):
+        x_drawn, y_drawn = drawn[label]
         np.testing.assert_array_equal(x_drawn, [1, 2, 3, 4])
-        np.testing.assert_array_equal(y_drawn, y)
+        np.testing.assert_array_equal(y_drawn, column(history, f"{split}_accuracy"))
     assert legend_texts(ax) == ["train (98.00% at the end)", "validation (97.40% at the end)",
-                                "test (97.30% at the end)"]
+                                kept, "model kept: epoch 4"]
+    np.testing.assert_array_equal(drawn["model kept: epoch 4"][0], [4, 4])
+
+
+def test_accuracy_figure_marks_the_kept_epoch_and_reports_its_test_accuracy() -> None:
+    """Early stopping keeps the best validation epoch: the legend reports that model's test
+    accuracy (what metrics.json and confusion.png say), not the last evaluation's."""
+    history = make_history(epochs=5)
+    for record, val in zip(history["epochs"], (0.90, 0.95, 0.93, 0.92, 0.91), strict=True):
+        record["val_accuracy"] = val
+    ax = plot_accuracy(history).axes[0]
+    drawn = lines(ax)
+    best_test = history["epochs"][1]["test_accuracy"]
+    assert f"test ({best_test:.2%}, the kept model of epoch 2)" in drawn
+    np.testing.assert_array_equal(drawn["model kept: epoch 2"][0], [2, 2])
+    given = lines(plot_accuracy(history, kept=(2, 0.9113)).axes[0])  # the trainer's figure
+    assert "test (91.13%, the kept model of epoch 2)" in given
+
+
+def test_accuracy_of_a_run_shorter_than_an_epoch_is_readable() -> None:
+    """Two evaluations at epochs 0.5 and 1: points with room around them, percent ticks that
+    differ from each other."""
+    history = make_history(epochs=2, per_epoch=10)
+    history["epochs"][0].update(epoch=0.5, iteration=10, test_accuracy=0.474)
+    history["epochs"][1].update(epoch=1, iteration=20, test_accuracy=0.522)
+    ax = plot_accuracy(history).axes[0]
+    ax.figure.canvas.draw()
+    low, high = ax.get_xlim()
+    assert low < 0.5 - 0.1 and high > 1 + 0.1
+    ticks = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert len(set(ticks)) == len(ticks) >= 3
 
 
 def test_accuracy_figure_leaves_out_a_split_the_run_lacks() -> None:
     drawn = lines(plot_accuracy(make_history(epochs=2, validation=False)).axes[0])
-    assert [label.split(" (")[0] for label in drawn] == ["train", "test"]
+    assert [label.split(" (")[0] for label in drawn] == ["train", "test", "model kept: epoch 2"]
 
 
 @pytest.mark.parametrize("history", [
@@ -190,6 +232,33 @@ def test_runs_overlay_draws_each_runs_metric_and_its_counterpart(tmp_path: Path)
     val = lines(plot_runs(runs, tmp_path / "val.png", metric="val_loss").axes[0])
     assert list(val) == ["hidden 50 (0.1049)", "hidden 100 (0.0537)", "no validation (no data)"]
     assert val["no validation (no data)"][0].size == 0
+
+
+@pytest.mark.parametrize("x, label", [("iteration", "iteration"),
+                                       ("seconds", "seconds of training")])
+def test_runs_against_iterations_or_seconds(x: str, label: str) -> None:
+    """Runs with 20 and 100 iterations per epoch side by side: by iteration (or seconds) they
+    line up where by epoch they would not."""
+    runs = [("short epochs", make_history(epochs=5, per_epoch=20)),
+            ("long epochs", make_history(epochs=2, per_epoch=100))]
+    ax = plot_runs(runs, x=x).axes[0]
+    assert ax.get_xlabel() == label
+    for (_, history), (xs, ys) in zip(runs, lines(ax).values(), strict=True):
+        np.testing.assert_array_equal(xs, column(history, x))
+        np.testing.assert_array_equal(ys, column(history, "test_accuracy"))
+
+
+def test_runs_without_the_metric_are_named_and_none_at_all_is_an_error() -> None:
+    runs = [("plain", make_history(validation=False)), ("held out", make_history())]
+    drawn = lines(plot_runs(runs, metric="val_accuracy").axes[0])
+    assert list(drawn) == ["plain (no data)", "held out (98.12%)"]
+    with pytest.raises(ConfigError) as info:
+        plot_runs(runs[:1], metric="val_accuracy")
+    assert str(info.value) == ("no run has val_accuracy (none of plain); runs without a "
+                               "validation split have no val_* metrics")
+    with pytest.raises(ConfigError, match="unknown x axis 'time'; choose one of epoch, "
+                                          "iteration, seconds"):
+        plot_runs(runs, x="time")
 
 
 def test_runs_refuse_unknown_metric_and_nothing_to_plot(tmp_path: Path) -> None:
@@ -382,9 +451,19 @@ def test_gradcheck_chart_draws_each_pairs_errors(tmp_path: Path) -> None:
     fig = plot_gradcheck(result, tmp_path / "gradcheck.png")
     assert_png(tmp_path / "gradcheck.png")
     ax = fig.axes[0]
-    heights = [bar.get_height() for bar in ax.patches]
-    assert heights == [1e-16, 2e-16, 1e-18, 4e-16, 1e-9, 2e-9, 3e-9, 4e-9]  # 0 drawn at 1e-18
-    assert legend_texts(ax) == ["backprop vs autograd", "backprop vs numerical_vectorized"]
+    bars = [bar for bar in ax.patches if bar.get_width() < 1]
+    # every bar grows from the axis' own floor (1e-18, where an exact 0 is drawn) to its error
+    assert {bar.get_y() for bar in bars} == {1e-18} and ax.get_ylim()[0] == 1e-18
+    tops = [bar.get_y() + bar.get_height() for bar in bars]
+    np.testing.assert_allclose(tops, [1e-16, 2e-16, 1e-18, 4e-16, 1e-9, 2e-9, 3e-9, 4e-9],
+                               rtol=1e-15)
+    assert [text.get_text() for text in fig.legends[0].get_texts()] == [
+        "backprop vs autograd (held to 1e-12)", "backprop vs numerical_vectorized (held to 1e-07)"]
+    tolerance_lines = sorted(line.get_ydata()[0] for line in ax.get_lines())
+    assert tolerance_lines == [1e-12, pytest.approx(1e-7 + 2.0**-52 / 1e-4)]
+    assert sorted(text.get_text() for text in ax.texts) == [
+        "tolerance 1e-07: backprop vs numerical_vectorized",
+        "tolerance 1e-12: backprop vs autograd"]
     assert [tick.get_text() for tick in ax.get_xticklabels()] == ["W1", "b1", "W2", "b2"]
 
 

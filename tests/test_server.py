@@ -122,7 +122,7 @@ def test_pad_and_predict_agree_exactly(server, run_dir, mnist, tmp_path, capsys)
         status, answer = post_image(server, path.read_bytes(), kind)
         assert status == 200
         assert answer["digit"] == expected["digit"]
-        by_digit = {row["digit"]: row["probability"] for row in expected["top_k"]}
+        by_digit = {row["class"]: row["probability"] for row in expected["top_k"]}
         assert answer["probabilities"] == [by_digit[k] for k in range(10)]  # bit for bit
         assert answer["prepared"] == image_to_mnist(path).reshape(28, 28).tolist()
     assert [p["digit"] for p in predictions[:5]] == [7, 2, 1, 0, 4]  # MNIST's first five
@@ -515,7 +515,7 @@ def test_serve_refuses_what_it_cannot_serve(run_dir, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     cases = [
         ([str(tmp_path / "empty")], f"{tmp_path / 'empty'} holds no model.npz; give a model.npz "
-                                    f"or a run folder written by train"),
+                                    f"or the folder of a finished run"),
         ([str(tmp_path / "small.npz")], f"{tmp_path / 'small.npz'} takes 100 inputs; the digit "
                                         f"pad prepares 28x28 digits (784 inputs)"),
         ([str(tmp_path / "nope.npz")], f"{tmp_path / 'nope.npz'}: no such file"),

@@ -196,6 +196,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR")
     p.add_argument("--data-dir", type=Path, help="where datasets live (see README)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
+    _add_threads(p)
     p.set_defaults(run=_run_train)
 
 
@@ -276,6 +277,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="folder for confusion.png and misclassified.png "
                    "(default: the model's folder)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_threads(p)
     p.set_defaults(run=_run_evaluate)
 
 
@@ -521,6 +523,7 @@ def _add_gradcheck(sub: argparse._SubParsersAction) -> None:
                         f"{STEPS[4]:g} for order 4)")
     p.add_argument("--data-dir", type=Path, help="where datasets live (see README)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_threads(p)
     p.set_defaults(run=_run_gradcheck)
 
 
@@ -613,7 +616,24 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    return run_reporting_errors(lambda: args.run(args))
+    return run_reporting_errors(lambda: _with_threads(getattr(args, "threads", None),
+                                                      lambda: args.run(args)))
+
+
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=positive_int, metavar="N",
+                   help="BLAS threads for the matrix products (default: the BLAS's own choice, "
+                        "usually one per core)")
+
+
+def _with_threads(threads: int | None, command: Callable[[], int]) -> int:
+    """Run ``command`` with the BLAS limited to ``threads`` threads (None: as it is)."""
+    if threads is None:
+        return command()
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads, user_api="blas"):
+        return command()
 
 
 def run_reporting_errors(command: Callable[[], int]) -> int:

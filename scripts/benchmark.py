@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Side-by-side performance figures for mnist_twolayer on real MNIST (issue 5).
+"""Side-by-side performance figures for mnist_twolayer on real MNIST, against its targets.
 
     python scripts/benchmark.py [--quick] [--json] [--out FILE] [--repeats N]
 
@@ -13,7 +13,8 @@ The textbook and PyTorch loops below are deliberately independent of the package
 yardsticks. Everything else only calls the project's API. Timings are wall-clock
 (``time.perf_counter``); where a job is repeated (``--repeats``), the minimum is reported, since
 noise from other processes only ever adds time. ``--quick`` shortens every job for CI and marks
-the JSON ``"quick": true``; its figures are not comparable with the targets.
+the JSON ``"quick": true``; a target the shortened jobs do not measure (any figure of the full
+book job, the numerical gradient of 784-50-10, the time to 98%) is then "not measured".
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ TARGETS: tuple[tuple[str, str, str, float], ...] = (
     ("cached_load", "cached MNIST load (s)", "<=", 0.3),
     ("torch_ratio", "project loop / PyTorch eager loop, book job", "<=", 0.6),
 )
+QUICK_MEASURES = {"peak_rss_mb", "cached_load"}
+"""The targets whose figure a --quick run still measures as the target means it."""
 
 
 def log(message: str) -> None:
@@ -603,7 +606,9 @@ def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     checked = []
     for key, description, op, target in TARGETS:
         value = values[key]
-        if value is None:
+        if results["quick"] and key not in QUICK_MEASURES:
+            met = None  # a shortened job: its figure is not the target's
+        elif value is None:
             # never reaching 98% is a miss; an absent torch is simply not measured
             met = False if key == "time_to_98" else None
         else:

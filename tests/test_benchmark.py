@@ -134,11 +134,15 @@ def test_torch_reference_when_available(report: dict[str, Any]) -> None:
 
 
 def test_targets_are_reported_consistently(report: dict[str, Any]) -> None:
+    """A quick run judges only what its shortened jobs measure as the targets mean them; the
+    rest (the full book job, the 784-50-10 numerical gradient, the time to 98% that a one-epoch
+    job cannot reach) is "not measured", never NOT MET."""
     targets = {t["key"]: t for t in report["targets"]}
     assert set(targets) == TARGET_KEYS
-    for t in targets.values():
-        if t["value"] is None:
-            assert t["met"] in (False, None)
+    judged = {"peak_rss_mb", "cached_load"}
+    for key, t in targets.items():
+        if key not in judged:
+            assert t["met"] is None, key
         else:
             expected = t["value"] <= t["target"] if t["op"] == "<=" else t["value"] >= t["target"]
             assert t["met"] is expected

@@ -14,7 +14,7 @@ import pytest
 from conftest import run_cli, user_picture
 from faults_support import mini_arrays, register_mini
 
-from mnist_twolayer import __version__, plots
+from mnist_twolayer import __version__, gradcheck, plots
 from mnist_twolayer.cli import main
 from mnist_twolayer.config import config_from_preset
 from mnist_twolayer.trainer import Trainer
@@ -168,3 +168,31 @@ def test_version_and_the_program_named_as_invoked(tmp_path):
                             text=True, timeout=60)
     assert result.stderr == ("error: mnist-twolayer train: argument --lr: '-1' must be "
                              "greater than 0 (see --help)\n")
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "gradcheck"])
+def test_threads_limits_the_blas_while_the_command_runs(command, registered, tmp_path,
+                                                        monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    def blas_threads() -> list[int]:
+        return [pool["num_threads"] for pool in threadpool_info()
+                if pool["user_api"] == "blas"]
+
+    seen = []
+    target = {"train": (Trainer, "run"), "evaluate": (plots, "plot_confusion"),
+              "gradcheck": (gradcheck, "compute_gradients")}[command]
+    real = getattr(*target)
+    monkeypatch.setattr(*target, lambda *a, **k: (seen.append(blas_threads()),
+                                                  real(*a, **k))[1])
+    argv = {"train": ["train", "--dataset", "mini", "--iters", "3", "--out",
+                      str(tmp_path / "run"), "--quiet"],
+            "evaluate": ["evaluate", str(registered["digits"]), "--out", str(tmp_path)],
+            "gradcheck": ["gradcheck", "--batch", "3", "--hidden", "4",
+                          "--methods", "backprop,autograd"]}[command]
+    if command != "gradcheck":  # gradcheck reads the real MNIST
+        argv += ["--data-dir", str(registered["data"])]
+    before = blas_threads()
+    assert main([*argv, "--threads", "1"]) == 0
+    assert seen and all(threads == [1] * len(before) for threads in seen)
+    assert blas_threads() == before  # and put back afterwards

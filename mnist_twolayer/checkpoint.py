@@ -1,10 +1,12 @@
 """Where a training run is, and the checkpoint file that lets it continue bit for bit.
 
 ``checkpoint.npz`` holds, without pickle: the parameters (``param/W1`` ...), the optimizer's
-state (``velocity/W1`` ...), the best parameters so far by validation (``best/W1`` ...), the
-epoch's batch order (``permutation``), and one JSON member ``meta`` with the config, the
-training state, the batch generator's state and the history. Everything else a run reports
-(epoch, best epoch, time to accuracy, early stop) is read from the history, not stored twice.
+state arrays by group (``velocity/W1`` for momentum and Nesterov, ``adagrad_h/``,
+``rmsprop_h/``, ``adam_m/`` and ``adam_v/``), the best parameters so far by validation
+(``best/W1`` ...), the epoch's batch order (``permutation``), and one JSON member ``meta`` with
+the config, the training state, the batch generator's state and the history. Everything else a
+run reports (epoch, best epoch, time to accuracy, early stop) is read from the history, and the
+optimizer's update count (Adam's t) is the iteration: neither is stored twice.
 """
 
 from __future__ import annotations

@@ -140,23 +140,40 @@ def _yes(flag: bool) -> str:
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from .config import PRESETS, SAMPLINGS
+    from .gradient import ACTIVATIONS
     from .network import DTYPES, GRADIENT_METHODS, INITS
-    from .optim import SCHEDULES
+    from .optim import OPTIMIZERS, SCHEDULES
 
     p = sub.add_parser("train", help="train a network and write a run folder",
                        description="Train a TwoLayerNet. A preset sets every value; flags "
                                    "override it. Runs write to --out (default runs/<time>).")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="book, default or best "
-                   "(default: default)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="book (= book-ch4), book-ch5, "
+                   "default or best (default: default)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=positive_int, help="budget in epochs")
     budget.add_argument("--iters", type=positive_int, help="budget in iterations")
     p.add_argument("--hidden", type=positive_int, help="hidden units")
+    p.add_argument("--activation", choices=ACTIVATIONS, help="hidden activation")
     p.add_argument("--batch-size", type=positive_int, help="minibatch size")
-    p.add_argument("--lr", type=positive_float, help="learning rate")
+    p.add_argument("--lr", type=positive_float, help="learning rate (switching to adagrad, "
+                   "rmsprop or adam without it: that optimizer's default, 0.01 or 0.001)")
+    p.add_argument("--optimizer", choices=tuple(OPTIMIZERS),
+                   help="the book's ch. 6 optimizers, as torch.optim defines them")
     p.add_argument("--momentum", type=_number(float, "a number", 0.0, strict=False, high=0.999),
-                   help="momentum in [0, 1)")
-    p.add_argument("--nesterov", action="store_const", const=True, help="Nesterov momentum")
+                   help="momentum and nesterov: momentum in [0, 1) (default 0.9); without "
+                        "--optimizer, 0 means plain SGD and > 0 momentum SGD")
+    p.add_argument("--nesterov", action="store_const", const=True,
+                   help="Nesterov momentum: the same as --optimizer nesterov")
+    p.add_argument("--beta1", type=nonnegative_float,
+                   help="adam: decay of the gradient average in [0, 1) (default 0.9)")
+    p.add_argument("--beta2", type=nonnegative_float,
+                   help="adam: decay of the squared-gradient average in [0, 1) (default 0.999)")
+    p.add_argument("--decay-rate", type=nonnegative_float,
+                   help="rmsprop: decay of the squared-gradient average in [0, 1) "
+                        "(default 0.99)")
+    p.add_argument("--eps", type=positive_float,
+                   help="adagrad, rmsprop, adam: added to the denominator (default as "
+                        "torch.optim: 1e-10 adagrad, 1e-8 rmsprop and adam; the book: 1e-7)")
     p.add_argument("--weight-decay", type=nonnegative_float, help="L2 weight decay on W1, W2")
     p.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule")
     p.add_argument("--init", choices=INITS, help="weight initialisation")
@@ -207,6 +224,7 @@ def _run_train(args: argparse.Namespace) -> int:
     on_epoch = None if args.quiet else _print_epoch
     # every setting with a flag; weight_init_std has none (the book's 0.01 comes with --init)
     settings = {name: getattr(args, name) for name in setting_names() if hasattr(args, name)}
+    settings["nesterov"] = args.nesterov  # the flag from before --optimizer (see config)
     if args.resume:
         given = [f"--{name.replace('_', '-')}" for name, value in settings.items()
                  if value is not None] + (["--preset"] if args.preset else []) + (

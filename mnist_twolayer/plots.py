@@ -210,6 +210,64 @@ def plot_runs(runs: Sequence[tuple[str, dict[str, Any]]], path: Target = None,
     return _save(fig, path)
 
 
+def plot_sweep(runs: Sequence[tuple[str, dict[str, Any]]], path: Target = None,
+               title: str = "", families: int = 1) -> Figure:
+    """The runs of one comparison (same job and seed, one thing changed), as the book's ch. 6
+    figures draw them: the minibatch loss of every iteration, smoothed, on a log scale (left),
+    and the test accuracy at each evaluation (right). A run that stopped early (diverged) shows
+    what it had; its name says why.
+
+    ``runs`` may come in ``families`` consecutive groups of equal size (each init for sigmoid,
+    then for ReLU): a run's colour then says its place in its family, its line style the
+    family. Otherwise each run has its own colour, every other one dashed, so that two runs
+    that coincide both stay visible.
+    """
+    if not runs:
+        raise ConfigError("no runs to plot")
+    if families < 1 or len(runs) % families:
+        raise ConfigError(f"{len(runs)} runs do not split into {families} families")
+    size = len(runs) // families
+    colours = _run_colours(size)
+    fig = Figure(figsize=(13, 6), layout="constrained")
+    FigureCanvasAgg(fig)
+    loss_ax, accuracy_ax = fig.subplots(1, 2)
+    longest = max(len(history.get("iteration_loss", [])) for _, history in runs)
+    window = int(np.clip(longest // 40, 1, 200))
+    finals = []
+    for i, (name, history) in enumerate(runs):
+        dashes = ("-", "--", ":", "-.")[i // size % 4] if families > 1 else (
+            "-" if i % 2 == 0 else "--")
+        # broken lines on top of solid ones, which would hide them where they coincide
+        style = dict(color=colours[i % size], linewidth=1.6, linestyle=dashes,
+                     zorder=2 if dashes == "-" else 2.5)
+        losses = np.asarray(history.get("iteration_loss", []), dtype=np.float64)
+        smooth = moving_average(losses, window)
+        loss_ax.plot(np.arange(1, losses.size + 1), smooth, **style,
+                     label=f"{name} ({smooth[-1]:.3f})" if losses.size else f"{name} (no data)")
+        x, y = _series(history.get("epochs", []), "iteration", "test_accuracy")
+        accuracy_ax.plot(x, y, **style, marker="o", markersize=4,
+                         label=f"{name} ({y[-1]:.2%})" if y.size else f"{name} (no data)")
+        finals += [y[-1]] if y.size else []
+    loss_ax.set_yscale("log")
+    loss_ax.yaxis.set_minor_locator(LogLocator(subs=(2.0, 3.0, 5.0)))  # 0.2, 0.3, 0.5, 1, 2
+    loss_ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    loss_ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    loss_ax.set(title=f"Minibatch loss (moving average of {window})", xlabel="iteration",
+                ylabel="cross-entropy loss")
+    accuracy_ax.set(title="Test accuracy", xlabel="iteration", ylabel="accuracy")
+    accuracy_ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    accuracy_ax.set_xlim(loss_ax.get_xlim())
+    if finals:  # from a little below the worst final accuracy: the ranking is what matters
+        accuracy_ax.set_ylim(max(0.0, min(finals) - 0.03), 1.0)
+    for ax, heading in ((loss_ax, "run (last loss)"), (accuracy_ax, "run (last accuracy)")):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, alpha=0.3, which="both")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize="small",
+                  title=heading, title_fontsize="small", frameon=False)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
 # --- figures from predictions and weights ---
 
 

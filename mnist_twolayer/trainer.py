@@ -30,7 +30,7 @@ from .errors import CheckpointError, TrainingError, TrainingInterrupted
 from .fileio import write_json_atomic
 from .history import best_evaluation, evaluations_since_best, time_to_accuracy, write_history
 from .network import PARAM_NAMES, TwoLayerNet
-from .optim import SGD, make_schedule
+from .optim import make_optimizer, make_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +62,10 @@ class Trainer:
         spec = get_spec(config.dataset)
         self.net = TwoLayerNet(self.data.x_train.shape[1], config.hidden, spec.num_classes,
                                config.weight_init_std, init=config.init,
-                               dtype=np.dtype(config.dtype), seed=streams.init)
-        self.optimizer = SGD(config.lr, config.momentum, nesterov=config.nesterov,
-                             weight_decay=config.weight_decay)
+                               dtype=np.dtype(config.dtype), seed=streams.init,
+                               activation=config.activation)
+        self.optimizer = make_optimizer(config.optimizer, config.lr, config.weight_decay,
+                                        config.optimizer_settings())
         self.n_train = len(self.data.x_train)
         self.iters_per_epoch = max(self.n_train // config.batch_size, 1)
         self.total_iterations = config.iters or config.epochs * self.iters_per_epoch
@@ -103,14 +104,20 @@ class Trainer:
                 raise CheckpointError(f"{path}: parameter {key} is missing or does not fit the "
                                       f"config (expected {params[key].shape} "
                                       f"{params[key].dtype})")
-        # The velocity (there after the first update with momentum) and the best parameters
-        # (after the first evaluation with a validation split) are there, shaped like params.
-        velocity = {k.split("/", 1)[1]: v for k, v in saved.optimizer_state.items()
-                    if k.startswith("velocity/")}
-        for group, found, required in (
-                ("velocity", velocity, bool(config.momentum and state.iteration)),
-                ("best", saved.best_params or {},
-                 bool(config.val_size and state.history["epochs"]))):
+        # The optimizer's state arrays (there after its first update: velocity/, adam_m/ ...)
+        # and the best parameters (after the first evaluation with a validation split) are
+        # there, shaped like params; nothing else is.
+        groups = self.optimizer.state_groups
+        stray = sorted(k for k in saved.optimizer_state if k.split("/", 1)[0] not in groups)
+        if stray:
+            raise CheckpointError(f"{path}: {', '.join(stray)} are not state of the "
+                                  f"{config.optimizer} optimizer this run uses")
+        expected = [(group, {k.split("/", 1)[1]: v for k, v in saved.optimizer_state.items()
+                             if k.split("/", 1)[0] == group}, bool(state.iteration))
+                    for group in groups]
+        expected.append(("best", saved.best_params or {},
+                         bool(config.val_size and state.history["epochs"])))
+        for group, found, required in expected:
             if set(found) != (set(PARAM_NAMES) if required else set()) or any(
                     v.shape != params[k].shape or v.dtype != params[k].dtype
                     for k, v in found.items()):
@@ -131,7 +138,7 @@ class Trainer:
             raise CheckpointError(f"{path}: damaged random generator state ({exc})") from None
         for key in PARAM_NAMES:
             params[key][...] = saved.params[key]
-        self.optimizer.load_state_dict(saved.optimizer_state)
+        self.optimizer.load_state_dict(saved.optimizer_state, steps=state.iteration)
         if saved.best_params:
             self.best_params = {k: v.copy() for k, v in saved.best_params.items()}
         state.permutation = perm.astype(np.int64)
@@ -294,7 +301,7 @@ class Trainer:
 
         state, data, config = self.state, self.data, self.config
         kept = TwoLayerNet(self.net.input_size, self.net.hidden_size, self.net.output_size,
-                           dtype=self.net.dtype, seed=0)
+                           dtype=self.net.dtype, seed=0, activation=self.net.activation)
         for key in PARAM_NAMES:
             kept.params[key][...] = self._kept_params()[key]
         model = export_model(kept, data.mean, data.std)

@@ -436,8 +436,7 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 
 def _add_plot(sub: argparse._SubParsersAction) -> None:
-    from .history import METRICS
-    from .plots import RUN_AXES
+    from .history import METRICS, RUN_AXES
 
     p = sub.add_parser("plot", help="overlay the curves of several runs in one figure")
     p.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR", help="run folders")

@@ -37,7 +37,7 @@ from matplotlib.ticker import (
 
 from .errors import ConfigError, check_choice
 from .fileio import atomic_path
-from .history import METRICS, best_evaluation
+from .history import METRICS, RUN_AXES, best_evaluation
 from .metrics import confusion_matrix
 
 if TYPE_CHECKING:
@@ -160,10 +160,6 @@ def plot_accuracy(history: dict[str, Any], path: Target = None,
     ax.set(title="Accuracy at each evaluation", xlabel="epoch", ylabel="accuracy")
     _legend(ax, loc="lower right")
     return _save(fig, path)
-
-
-RUN_AXES = {"epoch": "epoch", "iteration": "iteration", "seconds": "seconds of training"}
-"""What ``plot_runs`` may put on the x axis: a history column, and how the axis is labelled."""
 
 
 def plot_runs(runs: Sequence[tuple[str, dict[str, Any]]], path: Target = None,

@@ -10,9 +10,11 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -187,13 +189,17 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="batches by epoch permutation or drawn with replacement (the book)")
     p.add_argument("--gradient", choices=GRADIENT_METHODS, help="gradient path")
     p.add_argument("--patience", type=positive_int,
-                   help="stop after this many epochs without a better validation accuracy")
+                   help="stop after this many evaluations without a better validation accuracy")
+    p.add_argument("--eval-every", type=positive_int, metavar="N",
+                   help="evaluate (and checkpoint) every N iterations (default: once an epoch)")
     p.add_argument("--augment-shift", type=_number(int, "an integer", 0, strict=False, high=4),
-                   help="shift training digits by up to this many pixels")
+                   help="shift training digits by up to this many pixels (0..4)")
     p.add_argument("--no-standardize", dest="standardize", action="store_const", const=False,
                    help="train on raw [0, 1] inputs")
     p.add_argument("--out", type=Path, help="run folder (default: runs/<timestamp>)")
-    p.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR")
+    p.add_argument("--resume", type=Path, metavar="DIR",
+                   help="continue the run in DIR; with --epochs or --iters, to that budget "
+                        "(a finished run then starts a new cycle of its schedule)")
     p.add_argument("--data-dir", type=Path, help="where datasets live (see README)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
     _add_threads(p)
@@ -221,36 +227,49 @@ def _run_train(args: argparse.Namespace) -> int:
     from .errors import TrainingInterrupted
     from .trainer import Trainer
 
-    on_epoch = None if args.quiet else _print_epoch
     # every setting with a flag; weight_init_std has none (the book's 0.01 comes with --init)
     settings = {name: getattr(args, name) for name in setting_names() if hasattr(args, name)}
     settings["nesterov"] = args.nesterov  # the flag from before --optimizer (see config)
+    hooks = {"quiet": args.quiet, "on_epoch": None if args.quiet else _print_epoch,
+             "on_progress": None if args.quiet or sys.stderr.isatty() else _ProgressLines()}
     if args.resume:
         given = [f"--{name.replace('_', '-')}" for name, value in settings.items()
-                 if value is not None] + (["--preset"] if args.preset else []) + (
-                     ["--out"] if args.out else [])
+                 if value is not None and name not in ("epochs", "iters")] + (
+                     ["--preset"] if args.preset else []) + (["--out"] if args.out else [])
         if given:
-            raise ConfigError(f"--resume continues a run with its saved settings; drop "
-                              f"{', '.join(given)}")
-        trainer = Trainer.resume(args.resume, data_dir=args.data_dir, quiet=args.quiet,
-                                 on_epoch=on_epoch)
+            raise ConfigError(f"--resume continues a run with its saved settings (only its "
+                              f"budget, --epochs or --iters, may grow); drop {', '.join(given)}")
+        run_dir, config = args.resume, None
     else:
         run_dir = args.out or _default_run_dir()
         if run_dir.exists() and not run_dir.is_dir():
             raise ConfigError(f"--out {run_dir} is a file; a run writes a folder")
-        if (run_dir / "checkpoint.npz").exists():
-            raise ConfigError(f"{run_dir} already holds a run; continue it with --resume "
-                              f"{run_dir} or choose another --out")
         config = config_from_preset(args.preset or "default", **settings)
-        trainer = Trainer(config, run_dir, data_dir=args.data_dir, quiet=args.quiet,
-                          on_epoch=on_epoch)
-    try:
-        metrics = trainer.run()
-    except TrainingInterrupted as stop:
-        sys.stderr.write(f"interrupted at iteration {stop.iteration}: checkpoint and history "
-                         f"saved in {stop.run_dir}\nresume with: {args.prog} "
-                         f"train --resume {stop.run_dir}\n")
-        return EXIT_INTERRUPTED
+        config.validate()  # before the folder is made: a bad setting leaves nothing behind
+    with _run_folder(run_dir, new=config is not None):
+        if config is None:
+            trainer = Trainer.resume(run_dir, data_dir=args.data_dir, epochs=args.epochs,
+                                     iters=args.iters, **hooks)
+            state = trainer.state
+            if trainer.finished:
+                print(f"{run_dir} had finished (iteration {state.iteration} of "
+                      f"{trainer.total_iterations}): its model, metrics and figures are written "
+                      f"again; more training: --resume {run_dir} --epochs N or --iters N")
+            elif not args.quiet:
+                print(f"resuming {run_dir} at iteration {state.iteration} of "
+                      f"{trainer.total_iterations}")
+        else:
+            if (run_dir / "checkpoint.npz").exists():
+                raise ConfigError(f"{run_dir} already holds a run; continue it with --resume "
+                                  f"{run_dir} or choose another --out")
+            trainer = Trainer(config, run_dir, data_dir=args.data_dir, **hooks)
+        try:
+            metrics = trainer.run()
+        except TrainingInterrupted as stop:
+            sys.stderr.write(f"interrupted at iteration {stop.iteration}: checkpoint, history "
+                             f"and the model so far saved in {stop.run_dir}\nresume with: "
+                             f"{args.prog} train --resume {stop.run_dir}\n")
+            return EXIT_INTERRUPTED
     print(f"test accuracy {metrics['test_accuracy']:.2%} (loss {metrics['test_loss']:.4f}) "
           f"after {metrics['iterations']} iterations in {metrics['seconds']:.1f} s")
     if "model_from_epoch" in metrics:
@@ -260,6 +279,54 @@ def _run_train(args: argparse.Namespace) -> int:
               f"epochs")
     print(f"run folder: {trainer.run_dir}")
     return 0
+
+
+@contextmanager
+def _run_folder(run_dir: Path, new: bool) -> Iterator[None]:
+    """Hold the run folder for this process: a second train or --resume on it is refused in
+    one line, and writes nothing. A new folder that ends up holding nothing but its lock (a
+    data load that failed) is removed, so a failed command leaves nothing behind."""
+    from .errors import CheckpointError
+    from .fileio import FolderInUse, folder_lock
+
+    created = new and not run_dir.exists()
+    if not new and not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir / 'checkpoint.npz'}: no checkpoint here; is this a "
+                              f"run folder?" if not run_dir.exists() else
+                              f"{run_dir} is a file; resume takes the run folder that holds "
+                              f"checkpoint.npz")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with folder_lock(run_dir, wait=False):
+            yield
+    except FolderInUse as busy:
+        raise ConfigError(f"{run_dir} is in use by process {busy.holder or '(unknown)'}, a "
+                          f"train or --resume running there; wait for it to end or choose "
+                          f"another --out") from None
+    finally:
+        if created and [p.name for p in run_dir.iterdir()] in ([], [".lock"]):
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+class _ProgressLines:
+    """Progress for a terminal-less run (a pipe, a log file, where no bar draws): a line on
+    stderr every PROGRESS_EVERY seconds, so a slow run is never silent for long."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+
+    def __call__(self, iteration: int, total: int, seconds: float) -> None:
+        if seconds - self.last < PROGRESS_EVERY or iteration == total:
+            return
+        self.last = seconds
+        left = seconds / iteration * (total - iteration)
+        sys.stderr.write(f"iteration {iteration} of {total} ({iteration / total:.0%}), "
+                         f"{seconds:.0f} s so far, about {left:.0f} s left\n")
+        sys.stderr.flush()
+
+
+PROGRESS_EVERY = 10.0
+"""Seconds between progress lines when stderr is not a terminal."""
 
 
 def _load_model(path: Path) -> Any:

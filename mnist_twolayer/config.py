@@ -59,6 +59,7 @@ class TrainConfig:
     standardize: bool = True
     augment_shift: int = 0
     patience: int | None = None
+    eval_every: int | None = None  # iterations between evaluations (None: once an epoch)
     preset: str = "default"
 
     def validate(self, n_train_available: int | None = None) -> None:
@@ -81,6 +82,8 @@ class TrainConfig:
             (self.iters is None or self.iters >= 1, f"iterations must be >= 1, got {self.iters}"),
             (self.patience is None or self.patience >= 1,
              f"patience must be >= 1, got {self.patience}"),
+            (self.eval_every is None or self.eval_every >= 1,
+             f"evaluations must be at least 1 iteration apart, got {self.eval_every}"),
             (self.patience is None or self.val_size > 0,
              "early stopping (--patience) needs a validation split (--val-size)"),
             (self.weight_init_std > 0, "weight_init_std must be > 0"),

@@ -196,7 +196,8 @@ def test_sigint_saves_a_loadable_checkpoint_and_says_how_to_resume(tmp_path):
 def test_resume_refuses_new_settings(tmp_path, trained, capsys):
     assert main(["train", "--resume", str(trained), "--lr", "0.5"]) == 2
     err = capsys.readouterr().err
-    assert err == ("error: --resume continues a run with its saved settings; drop --lr\n")
+    assert err == ("error: --resume continues a run with its saved settings (only its budget, "
+                   "--epochs or --iters, may grow); drop --lr\n")
 
 
 def test_an_existing_run_is_not_overwritten(trained, capsys):

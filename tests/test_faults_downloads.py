@@ -50,7 +50,7 @@ UNRESOLVED = (r"connection failed \((Name or service not known|Temporary failure
 
 def assert_only_verified(folder: Path, spec: DatasetSpec, *, resumable: bool = False) -> None:
     """Every file in ``folder`` is a gz whose payload has the registry's sha256, a ``.npy``
-    cache equal to its verified gz's array (with its sidecar), or the lock file. With
+    cache equal to its verified gz's array (with its sidecar). With
     ``resumable``, hidden partial downloads (``.NAME.gz.part`` and its ``.json``), which are
     never read as data, may remain too. Nothing else: no temporary file, no partial file under a
     real name, no cache of a file that is not there."""
@@ -59,8 +59,6 @@ def assert_only_verified(folder: Path, spec: DatasetSpec, *, resumable: bool = F
     verified: dict[str, np.ndarray] = {}
     for path in sorted(folder.iterdir()):
         name = path.name
-        if name == ".lock":
-            continue
         if name in by_name:
             payload = idx.read_payload(path)
             assert hashlib.sha256(payload).hexdigest() == by_name[name].sha256, name

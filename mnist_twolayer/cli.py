@@ -152,12 +152,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), help="book (= book-ch4), book-ch5, "
                    "default or best (default: default)")
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--epochs", type=positive_int, help="budget in epochs")
-    budget.add_argument("--iters", type=positive_int, help="budget in iterations")
-    p.add_argument("--hidden", type=positive_int, help="hidden units")
+    budget.add_argument("--epochs", type=positive_int, help="budget in epochs (at least 1)")
+    budget.add_argument("--iters", type=positive_int,
+                        help="budget in iterations (at least 1)")
+    p.add_argument("--hidden", type=positive_int, help="hidden units (at least 1)")
     p.add_argument("--activation", choices=ACTIVATIONS, help="hidden activation")
-    p.add_argument("--batch-size", type=positive_int, help="minibatch size")
-    p.add_argument("--lr", type=positive_float, help="learning rate (switching to adagrad, "
+    p.add_argument("--batch-size", type=positive_int,
+                   help="minibatch size (1 up to the number of training samples)")
+    p.add_argument("--lr", type=positive_float, help="learning rate, > 0 (switching to adagrad, "
                    "rmsprop or adam without it: that optimizer's default, 0.01 or 0.001)")
     p.add_argument("--optimizer", choices=tuple(OPTIMIZERS),
                    help="the book's ch. 6 optimizers, as torch.optim defines them")
@@ -176,20 +178,25 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eps", type=positive_float,
                    help="adagrad, rmsprop, adam: added to the denominator (default as "
                         "torch.optim: 1e-10 adagrad, 1e-8 rmsprop and adam; the book: 1e-7)")
-    p.add_argument("--weight-decay", type=nonnegative_float, help="L2 weight decay on W1, W2")
+    p.add_argument("--weight-decay", type=nonnegative_float,
+                   help="L2 weight decay on W1, W2 (>= 0)")
     p.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule")
     p.add_argument("--init", choices=INITS, help="weight initialisation")
     p.add_argument("--dtype", choices=DTYPES, help="float32 (fast) or float64")
-    p.add_argument("--seed", type=nonnegative_int, help="random seed (same seed, same result)")
+    p.add_argument("--seed", type=nonnegative_int,
+                   help="random seed, >= 0 (same seed, same result on one machine)")
     p.add_argument("--dataset", help="dataset name (default: mnist)")
     p.add_argument("--val-size", type=nonnegative_int,
-                   help="hold out this many training samples for validation and early stopping")
-    p.add_argument("--train-size", type=positive_int, help="train on a subset of this size")
+                   help="hold out this many training samples for validation and early "
+                        "stopping (0 up to one less than the training set)")
+    p.add_argument("--train-size", type=positive_int,
+                   help="train on a subset of this size (1 up to what --val-size leaves)")
     p.add_argument("--sampling", choices=SAMPLINGS,
                    help="batches by epoch permutation or drawn with replacement (the book)")
     p.add_argument("--gradient", choices=GRADIENT_METHODS, help="gradient path")
     p.add_argument("--patience", type=positive_int,
-                   help="stop after this many evaluations without a better validation accuracy")
+                   help="stop after this many evaluations (at least 1) without a better "
+                        "validation accuracy; needs --val-size")
     p.add_argument("--eval-every", type=positive_int, metavar="N",
                    help="evaluate (and checkpoint) every N iterations (default: once an epoch)")
     p.add_argument("--augment-shift", type=_number(int, "an integer", 0, strict=False, high=4),

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_twolayer import cli
+from mnist_twolayer import cli, cli_train
 from mnist_twolayer.errors import ConfigError, TrainingInterrupted
 from mnist_twolayer.network import TwoLayerNet
 from mnist_twolayer.trainer import Trainer
@@ -147,7 +147,7 @@ def test_a_run_without_a_terminal_prints_progress_lines(mini_env, tmp_path, caps
                                                         monkeypatch):
     """Where stderr is a pipe or a file, no bar draws: a line every PROGRESS_EVERY seconds
     says how far the run is, so a slow one (a numerical gradient) is never silent."""
-    monkeypatch.setattr(cli, "PROGRESS_EVERY", 0.0)
+    monkeypatch.setattr(cli_train, "PROGRESS_EVERY", 0.0)
     assert cli.main(["train", "--dataset", "mini", "--data-dir", str(mini_env), "--hidden",
                      "16", "--batch-size", "50", "--iters", "5", "--out",
                      str(tmp_path / "run")]) == 0

@@ -2,9 +2,10 @@
 renamed into place, so a reader sees either the old file or the new one, never half of one.
 And the one way .npz files are read back: without pickle, any damage a CheckpointError.
 
-A temporary name carries the writer's process id (``.NAME.PID.RANDOM.tmp``). A process killed
-mid-write (SIGKILL, power loss) leaves its temporary file behind; the next successful write
-into the same folder removes those whose process is gone.
+A temporary name carries our mark and the writer's process id
+(``.NAME.mnist_twolayer.PID.RANDOM.tmp``). A process killed mid-write (SIGKILL, power loss)
+leaves its temporary file behind; the next successful write into the same folder removes those
+whose process is gone. Files without our mark are another program's and never touched.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ except ImportError:  # pragma: no cover - not POSIX: no cross-process lock, rena
 
 log = logging.getLogger(__name__)
 
-_TEMPORARY = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]+\.tmp$")
+_MARK = "mnist_twolayer"
+_TEMPORARY = re.compile(rf"^\..+\.{_MARK}\.(\d+)\.[A-Za-z0-9_]+\.tmp$")
 
 
 @contextmanager
@@ -47,7 +49,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         target.parent.mkdir(parents=True, exist_ok=True)
     except FileExistsError as exc:  # a file stands where a folder must be: say so
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), exc.filename) from None
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp",
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{_MARK}.{os.getpid()}.", suffix=".tmp",
                                     dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)

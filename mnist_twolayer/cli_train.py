@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -180,28 +179,34 @@ def _run_train(args: argparse.Namespace) -> int:
 @contextmanager
 def _run_folder(run_dir: Path, new: bool) -> Iterator[None]:
     """Hold the run folder for this process: a second train or --resume on it is refused in
-    one line, and writes nothing. A new folder that ends up holding nothing but its lock (a
-    data load that failed) is removed, so a failed command leaves nothing behind."""
+    one line, and writes nothing. A folder this command created and left empty (a data load
+    that failed) is removed while still held, so a failed command leaves nothing behind and
+    never removes a folder another process won."""
     from .errors import CheckpointError
     from .fileio import FolderInUse, folder_lock
 
-    created = new and not run_dir.exists()
     if not new and not run_dir.is_dir():
         raise CheckpointError(f"{run_dir / 'checkpoint.npz'}: no checkpoint here; is this a "
                               f"run folder?" if not run_dir.exists() else
                               f"{run_dir} is a file; resume takes the run folder that holds "
                               f"checkpoint.npz")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True)
+        created = True
+    except FileExistsError:
+        created = False
     try:
         with folder_lock(run_dir, wait=False):
-            yield
+            try:
+                yield
+            finally:
+                if created and not any(run_dir.iterdir()):
+                    with suppress(OSError):  # filled meanwhile: not ours to remove
+                        run_dir.rmdir()
     except FolderInUse as busy:
         raise ConfigError(f"{run_dir} is in use by process {busy.holder or '(unknown)'}, a "
                           f"train or --resume running there; wait for it to end or choose "
                           f"another --out") from None
-    finally:
-        if created and [p.name for p in run_dir.iterdir()] in ([], [".lock"]):
-            shutil.rmtree(run_dir, ignore_errors=True)
 
 
 class _ProgressLines:

@@ -469,3 +469,52 @@ def test_a_second_train_on_a_folder_in_use_is_refused_and_writes_nothing(tmp_pat
     finally:
         first.kill()
     assert json.loads((run_dir / "config.json").read_text())["hidden"] == 8
+
+
+HOLD_FOLDER = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_new_run_that_loses_the_race_for_its_folder_leaves_it_to_the_winner(
+        mini_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """Two new runs on one missing folder: this one creates it, the other locks it first
+    (as if scheduled between our mkdir and our lock). Ours is refused and must not remove the
+    folder that now belongs to the winner, though ours made it and it is still empty."""
+    run_dir, real_lock = tmp_path / "run", fileio.folder_lock
+    winners: list[subprocess.Popen] = []
+
+    def lock_after_the_winner(folder: Path, **kwargs: Any):
+        winner = subprocess.Popen([sys.executable, "-c", HOLD_FOLDER, str(folder)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        winners.append(winner)
+        assert winner.stdout.readline() == "locked\n"
+        return real_lock(folder, **kwargs)
+
+    monkeypatch.setattr(fileio, "folder_lock", lock_after_the_winner)
+    try:
+        code = cli.main(["train", "--dataset", "mini", "--out", str(run_dir), "--quiet"])
+        assert code == 2
+        assert capsys.readouterr().err.splitlines()[-1] == (
+            f"error: {run_dir} is in use by process {winners[0].pid}, a train or --resume "
+            f"running there; wait for it to end or choose another --out")
+        assert run_dir.is_dir() and winners[0].poll() is None  # the winner's, still held
+    finally:
+        for winner in winners:
+            winner.kill()
+            winner.communicate()
+
+
+def test_a_new_run_whose_data_fails_removes_the_folder_it_made(tmp_path: Path) -> None:
+    run_dir, not_a_folder = tmp_path / "deep" / "run", tmp_path / "file"
+    not_a_folder.touch()
+    result = subprocess.run([sys.executable, "-m", "mnist_twolayer", "train", "--data-dir",
+                             str(not_a_folder), "--out", str(run_dir), "--quiet"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Not a directory" in one_error_line(result.stderr)
+    assert not run_dir.exists()
+    assert (tmp_path / "deep").is_dir()  # a parent made on the way is harmless, and stays

@@ -47,7 +47,8 @@ def test_a_write_removes_temporaries_that_dead_writers_left_and_keeps_live_ones(
 
 def test_the_temporary_name_carries_the_writer_pid(tmp_path):
     with atomic_path(tmp_path / "f.txt") as tmp:
-        assert tmp.name.startswith(f".f.txt.mnist_twolayer.{os.getpid()}.") and tmp.name.endswith(".tmp")
+        assert tmp.name.startswith(f".f.txt.mnist_twolayer.{os.getpid()}.")
+        assert tmp.name.endswith(".tmp")
         assert remove_stale_temporaries(tmp_path) == []  # our own, in use
         tmp.write_text("x")
     assert os.listdir(tmp_path) == ["f.txt"]

@@ -31,11 +31,13 @@ def _load_model(path: Path) -> Any:
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="test accuracy, loss, per-class precision and recall")
-    p.add_argument("model", type=Path, help="a model.npz written by train")
+    p.add_argument("model", type=Path, help="a model.npz written by train, or its run folder")
     p.add_argument("--dataset", help="dataset (default: the one the model was trained on)")
     p.add_argument("--data-dir", type=Path, help="where datasets live (see README)")
-    p.add_argument("--out", type=Path, help="folder for confusion.png and misclassified.png "
-                   "(default: the model's folder)")
+    p.add_argument("--out", type=Path, help="folder for confusion.png and misclassified.png, "
+                   "or confusion-DATASET.png and misclassified-DATASET.png for another dataset "
+                   "than the model's, so the run's own figures stay (default: the model's "
+                   "folder)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_threads(p)
     p.set_defaults(run=_run_evaluate)
@@ -63,7 +65,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     cm = confusion_matrix(t_test, predicted, net.output_size)
     precision, recall = precision_recall(cm)
     out = args.out or (args.model if args.model.is_dir() else args.model.parent)
-    figures = [out / "confusion.png", out / "misclassified.png"]
+    suffix = "" if dataset == trained_on else f"-{dataset}"
+    figures = [out / f"confusion{suffix}.png", out / f"misclassified{suffix}.png"]
     plots.plot_confusion(t_test, predicted, figures[0], class_names=names)
     plots.plot_misclassified(x_test, t_test, predicted, probs, figures[1], class_names=names)
     report = {

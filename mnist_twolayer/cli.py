@@ -18,7 +18,8 @@ from typing import Any, NoReturn
 
 from .errors import MnistTwoLayerError
 
-EXIT_DISAGREE = 1  # gradcheck: some pair of gradient paths is outside its tolerance
+EXIT_DISAGREE = 3  # gradcheck: some pair of gradient paths is outside its tolerance
+EXIT_INCONCLUSIVE = 4  # gradcheck: no pair disagrees, but some tolerance is too loose to tell
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .cli import (
     EXIT_DISAGREE,
+    EXIT_INCONCLUSIVE,
     add_threads,
     finite_difference_step,
     nonnegative_int,
@@ -64,8 +65,10 @@ def _run_gradcheck(args: argparse.Namespace) -> int:
         print_json(result.to_dict())
     else:
         print(result.table())
-    # a pair outside its tolerance is a finding, not a user error: exit 1 (2 is for mistakes)
-    return 0 if all(verdict.agree for verdict in result.verdicts()) else EXIT_DISAGREE
+    # findings, not user errors (2) or failed writes (1): a disagreement, or no verdict
+    states = {verdict.state for verdict in result.verdicts()}
+    return (EXIT_DISAGREE if "DISAGREE" in states else
+            EXIT_INCONCLUSIVE if "inconclusive" in states else 0)
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:

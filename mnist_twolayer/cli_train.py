@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from .cli import (
     positive_int,
 )
 from .errors import ConfigError
+from .run_folder import hold_run_folder
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -141,7 +140,7 @@ def _run_train(args: argparse.Namespace) -> int:
             raise ConfigError(f"--out {run_dir} is a file; a run writes a folder")
         config = config_from_preset(args.preset or "default", **settings)
         config.validate()  # before the folder is made: a bad setting leaves nothing behind
-    with _run_folder(run_dir, new=config is not None):
+    with hold_run_folder(run_dir, new=config is not None):
         if config is None:
             trainer = Trainer.resume(run_dir, data_dir=args.data_dir, epochs=args.epochs,
                                      iters=args.iters, **hooks)
@@ -174,39 +173,6 @@ def _run_train(args: argparse.Namespace) -> int:
               f"epochs")
     print(f"run folder: {trainer.run_dir}")
     return 0
-
-
-@contextmanager
-def _run_folder(run_dir: Path, new: bool) -> Iterator[None]:
-    """Hold the run folder for this process: a second train or --resume on it is refused in
-    one line, and writes nothing. A folder this command created and left empty (a data load
-    that failed) is removed while still held, so a failed command leaves nothing behind and
-    never removes a folder another process won."""
-    from .errors import CheckpointError
-    from .fileio import FolderInUse, folder_lock
-
-    if not new and not run_dir.is_dir():
-        raise CheckpointError(f"{run_dir / 'checkpoint.npz'}: no checkpoint here; is this a "
-                              f"run folder?" if not run_dir.exists() else
-                              f"{run_dir} is a file; resume takes the run folder that holds "
-                              f"checkpoint.npz")
-    try:
-        run_dir.mkdir(parents=True)
-        created = True
-    except FileExistsError:
-        created = False
-    try:
-        with folder_lock(run_dir, wait=False):
-            try:
-                yield
-            finally:
-                if created and not any(run_dir.iterdir()):
-                    with suppress(OSError):  # filled meanwhile: not ours to remove
-                        run_dir.rmdir()
-    except FolderInUse as busy:
-        raise ConfigError(f"{run_dir} is in use by process {busy.holder or '(unknown)'}, a "
-                          f"train or --resume running there; wait for it to end or choose "
-                          f"another --out") from None
 
 
 class _ProgressLines:

@@ -1,9 +1,7 @@
-"""The training loop: batches, updates, evaluations, signals, and the run folder it keeps.
-
-A run lives in one folder: ``config.json``, ``history.json`` / ``.csv`` (see :mod:`history`),
-``checkpoint.npz`` (see :mod:`checkpoint`), and at the end ``model.npz``, ``metrics.json`` and
-the figures. Every file is written to a temporary name and renamed, so an interrupted write
-never leaves a damaged file behind and the previous checkpoint stays loadable.
+"""The training loop: batches, updates, evaluations, signals, and the run folder it keeps
+(what it holds: :mod:`run_folder`). Every file is written to a temporary name and renamed, so
+an interrupted write never leaves a damaged file behind and the previous checkpoint stays
+loadable.
 """
 
 from __future__ import annotations
@@ -42,11 +40,6 @@ DIVERGED_LOSS = 1000.0
 
 BAR_DELAY = 0.5
 """Seconds before a progress bar appears (tqdm's ``delay``)."""
-
-RUN_FILES = ("config.json", "history.json", "history.csv", "metrics.json", "model.npz",
-             "checkpoint.npz")
-FIGURES = ("loss.png", "accuracy.png", "confusion.png", "misclassified.png", "weights.png")
-
 
 class Trainer:
     """Trains a TwoLayerNet on a config and keeps the run folder up to date."""

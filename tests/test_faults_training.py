@@ -26,12 +26,13 @@ import numpy as np
 import pytest
 from faults_support import kill_when, no_figures, one_error_line
 
-from mnist_twolayer import cli, fileio
+from mnist_twolayer import cli, fileio, run_folder
 from mnist_twolayer.checkpoint import read_checkpoint
 from mnist_twolayer.config import config_from_preset
 from mnist_twolayer.errors import CheckpointError, TrainingInterrupted
 from mnist_twolayer.network import PARAM_NAMES
-from mnist_twolayer.trainer import FIGURES, RUN_FILES, Trainer
+from mnist_twolayer.run_folder import FIGURES, RUN_FILES
+from mnist_twolayer.trainer import Trainer
 
 REPO = Path(__file__).resolve().parent.parent
 ENOSPC = os.strerror(errno.ENOSPC)
@@ -495,7 +496,7 @@ def test_a_new_run_that_loses_the_race_for_its_folder_leaves_it_to_the_winner(
         assert winner.stdout.readline() == "locked\n"
         return real_lock(folder, **kwargs)
 
-    monkeypatch.setattr(fileio, "folder_lock", lock_after_the_winner)
+    monkeypatch.setattr(run_folder, "folder_lock", lock_after_the_winner)
     try:
         code = cli.main(["train", "--dataset", "mini", "--out", str(run_dir), "--quiet"])
         assert code == 2

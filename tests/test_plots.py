@@ -280,7 +280,7 @@ def test_sweep_figure_draws_each_runs_smoothed_loss_and_test_accuracy(tmp_path: 
     fig = plot_sweep(runs, tmp_path / "sweep.png", "The optimizers")
     assert_png(tmp_path / "sweep.png", min_size=(1200, 500))
     loss_ax, accuracy_ax = fig.axes
-    assert fig.get_suptitle() == "The optimizers"
+    assert fig._suptitle.get_text() == "The optimizers"  # get_suptitle(): matplotlib >= 3.8
     assert loss_ax.get_title() == "Minibatch loss (moving average of 20)"
     assert loss_ax.get_yscale() == "log"
     for (name, history), (label, (x, y)) in zip(runs, lines(loss_ax).items(), strict=True):

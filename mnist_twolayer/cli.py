@@ -137,6 +137,7 @@ def _yes(flag: bool) -> str:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
+    from .augment import AUGMENTATIONS
     from .config import PRESETS, SAMPLINGS
     from .network import DTYPES, GRADIENT_METHODS, INITS
     from .optim import SCHEDULES
@@ -169,8 +170,23 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gradient", choices=GRADIENT_METHODS, help="gradient path")
     p.add_argument("--patience", type=positive_int,
                    help="stop after this many epochs without a better validation accuracy")
+    p.add_argument("--augment", choices=AUGMENTATIONS,
+                   help="distort every training digit afresh each time it is drawn "
+                        "(none, shift, affine, elastic, affine+elastic)")
+    p.add_argument("--max-shift", type=nonnegative_float, metavar="PIXELS",
+                   help="shift and affine: move by up to this much in y and x (default 2)")
+    p.add_argument("--max-rotation", type=nonnegative_float, metavar="DEGREES",
+                   help="affine: rotate by up to this angle either way (default 15)")
+    p.add_argument("--max-scale", type=nonnegative_float, metavar="FRACTION",
+                   help="affine: resize by up to this fraction either way (default 0.15)")
+    p.add_argument("--max-shear", type=nonnegative_float, metavar="DEGREES",
+                   help="affine: slant by up to this angle either way (default 15)")
+    p.add_argument("--elastic-alpha", type=nonnegative_float, metavar="PIXELS",
+                   help="elastic: scale of the displacement field (default 34)")
+    p.add_argument("--elastic-sigma", type=positive_float, metavar="PIXELS",
+                   help="elastic: width of the Gaussian that smooths it (default 4)")
     p.add_argument("--augment-shift", type=_number(int, "an integer", 0, strict=False, high=4),
-                   help="shift training digits by up to this many pixels")
+                   metavar="N", help="the older spelling of --augment shift --max-shift N")
     p.add_argument("--no-standardize", dest="standardize", action="store_const", const=False,
                    help="train on raw [0, 1] inputs")
     p.add_argument("--out", type=Path, help="run folder (default: runs/<timestamp>)")
@@ -207,7 +223,8 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.resume:
         given = [f"--{name.replace('_', '-')}" for name, value in settings.items()
                  if value is not None] + (["--preset"] if args.preset else []) + (
-                     ["--out"] if args.out else [])
+                     ["--out"] if args.out else []) + (
+                     ["--augment-shift"] if args.augment_shift is not None else [])
         if given:
             raise ConfigError(f"--resume continues a run with its saved settings; drop "
                               f"{', '.join(given)}")
@@ -220,6 +237,12 @@ def _run_train(args: argparse.Namespace) -> int:
         if (run_dir / "checkpoint.npz").exists():
             raise ConfigError(f"{run_dir} already holds a run; continue it with --resume "
                               f"{run_dir} or choose another --out")
+        if args.augment_shift is not None:
+            if args.augment is not None or args.max_shift is not None:
+                raise ConfigError("--augment-shift N is the older spelling of --augment shift "
+                                  "--max-shift N; give one or the other")
+            settings["augment"] = "shift" if args.augment_shift else "none"
+            settings["max_shift"] = args.augment_shift or None
         config = config_from_preset(args.preset or "default", **settings)
         trainer = Trainer(config, run_dir, data_dir=args.data_dir, quiet=args.quiet,
                           on_epoch=on_epoch)

@@ -197,3 +197,17 @@ def test_plot_accuracy_script_runs_a_sweep(tmp_path):
     assert (tmp_path / "runs" / "hidden-16" / "model.npz").is_file()
     with Image.open(out) as image:
         assert image.format == "PNG"
+
+
+@pytest.mark.parametrize("flags, augment, max_shift", [
+    (["--augment-shift", "3"], "shift", 3),  # the older spelling still works
+    (["--augment-shift", "0", "--preset", "best"], "none", 2),
+    (["--augment", "affine", "--max-shift", "1.5", "--max-rotation", "5"], "affine", 1.5),
+])
+def test_augment_flags_reach_the_config(flags, augment, max_shift, tmp_path):
+    run_dir = tmp_path / "run"
+    assert main(["train", *flags, "--iters", "1", "--train-size", "100", "--hidden", "4",
+                 "--out", str(run_dir), "--quiet"]) == 0
+    config = json.loads((run_dir / "config.json").read_text())
+    assert (config["augment"], config["max_shift"]) == (augment, max_shift)
+    assert (run_dir / "augmentation.png").exists() == (augment != "none")

@@ -145,7 +145,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a network and write a run folder",
                        description="Train a TwoLayerNet. A preset sets every value; flags "
                                    "override it. Runs write to --out (default runs/<time>).")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="book, default or best "
+    p.add_argument("--preset", choices=sorted(PRESETS), help="book, default, best or record "
                    "(default: default)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=positive_int, help="budget in epochs")

@@ -138,7 +138,7 @@ def _yes(flag: bool) -> str:
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from .augment import AUGMENTATIONS
-    from .config import PRESETS, SAMPLINGS
+    from .config import PRESETS, SAMPLINGS, TrainConfig
     from .network import DTYPES, GRADIENT_METHODS, INITS
     from .optim import SCHEDULES
 
@@ -170,21 +170,27 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gradient", choices=GRADIENT_METHODS, help="gradient path")
     p.add_argument("--patience", type=positive_int,
                    help="stop after this many epochs without a better validation accuracy")
+    limits = TrainConfig()  # the defaults of the distortion limits, for the help
     p.add_argument("--augment", choices=AUGMENTATIONS,
-                   help="distort every training digit afresh each time it is drawn "
-                        "(none, shift, affine, elastic, affine+elastic)")
+                   help="distort every training digit afresh each time it is drawn")
     p.add_argument("--max-shift", type=nonnegative_float, metavar="PIXELS",
-                   help="shift and affine: move by up to this much in y and x (default 2)")
+                   help=f"shift and affine: move by up to this much in y and x "
+                        f"(default {limits.max_shift:g})")
     p.add_argument("--max-rotation", type=nonnegative_float, metavar="DEGREES",
-                   help="affine: rotate by up to this angle either way (default 15)")
+                   help=f"affine: rotate by up to this angle either way "
+                        f"(default {limits.max_rotation:g})")
     p.add_argument("--max-scale", type=nonnegative_float, metavar="FRACTION",
-                   help="affine: resize by up to this fraction either way (default 0.15)")
+                   help=f"affine: resize by up to this fraction either way "
+                        f"(default {limits.max_scale:g})")
     p.add_argument("--max-shear", type=nonnegative_float, metavar="DEGREES",
-                   help="affine: slant by up to this angle either way (default 15)")
+                   help=f"affine: slant by up to this angle either way "
+                        f"(default {limits.max_shear:g})")
     p.add_argument("--elastic-alpha", type=nonnegative_float, metavar="PIXELS",
-                   help="elastic: scale of the displacement field (default 34)")
+                   help=f"elastic: scale of the displacement field "
+                        f"(default {limits.elastic_alpha:g})")
     p.add_argument("--elastic-sigma", type=positive_float, metavar="PIXELS",
-                   help="elastic: width of the Gaussian that smooths it (default 4)")
+                   help=f"elastic: width of the Gaussian that smooths it "
+                        f"(default {limits.elastic_sigma:g})")
     p.add_argument("--augment-shift", type=_number(int, "an integer", 0, strict=False, high=4),
                    metavar="N", help="the older spelling of --augment shift --max-shift N")
     p.add_argument("--no-standardize", dest="standardize", action="store_const", const=False,

@@ -404,6 +404,21 @@ def test_distortions_change_what_the_net_learns_from(mini_env, tmp_path):
     assert config["augment"] == "affine+elastic" and config["elastic_alpha"] == 34.0
 
 
+@pytest.mark.slow
+def test_the_record_preset_trains_with_elastic_distortions(mini_env, tmp_path):
+    """A few iterations of --preset record: a 784-800-10 sigmoid net fed elastically distorted
+    digits, its figure in the run folder, its settings in config.json."""
+    trainer = Trainer(config_from_preset("record", dataset="mini", iters=3), tmp_path / "run",
+                      data_dir=mini_env)
+    metrics = trainer.run()
+    assert metrics["iterations"] == 3 and trainer.net.params["W1"].shape == (784, 800)
+    assert trainer.net.activation == "sigmoid"
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (config["preset"], config["augment"], config["elastic_alpha"],
+            config["elastic_sigma"]) == ("record", "elastic", 34.0, 4.0)
+    assert (tmp_path / "run" / AUGMENTATION_FIGURE).is_file()
+
+
 def test_the_augmentation_mosaic_puts_each_digit_beside_its_draws():
     """The figure's data: row r holds digit r, then a wider gap, then its draws in order."""
     originals = np.arange(3 * 4, dtype=np.float64).reshape(3, 4) / 20  # 2x2 "digits"

@@ -1,13 +1,15 @@
 #!/usr/bin/env python
 """Side-by-side performance figures for mnist_twolayer on real MNIST, against its targets.
 
-    python scripts/benchmark.py [--quick] [--json] [--out FILE] [--repeats N]
+    python scripts/benchmark.py [--quick] [--json] [--out FILE] [--repeats N] [--record]
 
 Measures, in one process: (1) the book's ch. 4 job end to end, a textbook reference loop
 against ``--preset book``; (2) the numerical gradient of 784-50-10 (nditer, vectorized) against
 backprop; (3) the default preset's time to 98% test accuracy; (4) the peak RSS of a default
 ``train`` run in a child process and the first / cached MNIST load time; (5) the book job in
-PyTorch eager (float32, CPU) when torch imports. The targets are reported, never asserted.
+PyTorch eager (float32, CPU) when torch imports; (6) seconds per epoch of the record preset with
+and without its distortions, and with ``--record`` the whole record run in a child process (its
+test accuracy and training time). The targets are reported, never asserted.
 
 The textbook and PyTorch loops below are deliberately independent of the package: they are the
 yardsticks. Everything else only calls the project's API. Timings are wall-clock
@@ -53,6 +55,9 @@ TARGETS: tuple[tuple[str, str, str, float], ...] = (
     ("peak_rss_mb", "peak RSS, default train run (MB)", "<=", 600.0),
     ("cached_load", "cached MNIST load (s)", "<=", 0.3),
     ("torch_ratio", "project loop / PyTorch eager loop, book job", "<=", 0.6),
+    ("augment_overhead", "record preset, time distortions add to an epoch", "<=", 0.15),
+    ("record_minutes", "record preset, training time (min; --record)", "<=", 15.0),
+    ("record_accuracy", "record preset, test accuracy (--record)", ">=", 0.993),
 )
 QUICK_MEASURES = {"peak_rss_mb", "cached_load"}
 """The targets whose figure a --quick run still measures as the target means it."""
@@ -584,6 +589,62 @@ def bench_torch(iters: int, repeats: int, data: tuple, project_seconds: float
     return best
 
 
+def bench_augmentation(epochs: int, tmp: Path, train_size: int | None) -> dict[str, Any]:
+    """(6a) The record preset for ``epochs`` epochs without and with its distortions, in this
+    process: seconds per epoch (the fastest epoch of each, evaluation included, as in the
+    run), the share the distortions add, and what one batch's distortion costs next to one
+    training step of the same net."""
+    from mnist_twolayer.config import PRESETS
+
+    record = PRESETS["record"]
+    runs = {}
+    for name, augment in (("plain", "none"), ("augmented", record["augment"])):
+        log(f"record preset, {epochs} epochs, augment {augment}")
+        trainer = Trainer(config_from_preset("record", epochs=epochs, augment=augment,
+                                             train_size=train_size), tmp / f"aug-{name}")
+        trainer.run()
+        seconds = [e["seconds"] for e in trainer.state.history["epochs"]]
+        runs[name] = min(b - a for a, b in zip([0.0, *seconds], seconds, strict=False))
+    trainer_config = trainer.config
+    # one batch, timed in isolation (minimum over repeats)
+    x = trainer.data.x_train[:trainer_config.batch_size]
+    t = trainer.data.t_train[:trainer_config.batch_size]
+    rng = np.random.default_rng(0)
+    distortions, net = trainer_config.distortions(), trainer.net
+    distort_s, _ = _timed(lambda: [distortions.apply(x, rng, -1.0) for _ in range(50)], 5)
+    step_s, _ = _timed(lambda: [net.loss_and_gradient(x, t) for _ in range(50)], 5)
+    return {"epochs": epochs, "train_size": len(trainer.data.x_train),
+            "hidden": trainer_config.hidden, "augment": record["augment"],
+            "plain_epoch_seconds": runs["plain"], "augmented_epoch_seconds": runs["augmented"],
+            "overhead": runs["augmented"] / runs["plain"] - 1,
+            "distort_batch_ms": distort_s / 50 * 1000, "step_ms": step_s / 50 * 1000,
+            "record_epochs": record["epochs"],
+            "projected_record_minutes": runs["augmented"] * record["epochs"] * (
+                60000 / len(trainer.data.x_train)) / 60}
+
+
+def bench_record(tmp: Path, threads: int | None) -> dict[str, Any]:
+    """(6b) ``train --preset record`` as a user runs it, in a child process: test accuracy and
+    training time (its metrics.json), wall time and peak RSS."""
+    out = tmp / "record"
+    cmd = [sys.executable, "-m", "mnist_twolayer", "train", "--preset", "record", "--quiet",
+           "--out", str(out)]
+    log(f"record preset in a child process: {' '.join(cmd[1:])} (about a quarter of an hour)")
+    env = dict(os.environ)
+    if threads is not None:
+        env.update({var: str(threads) for var in THREAD_VARIABLES})
+    report = run_measured(cmd, tmp / "record.log", env)
+    if report["exit_code"] != 0:
+        tail = (tmp / "record.log").read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"{' '.join(cmd)} exited with {report['exit_code']}:\n{tail}")
+    metrics = json.loads((out / "metrics.json").read_text())
+    return {"measured": True, "test_accuracy": float(metrics["test_accuracy"]),
+            "train_minutes": float(metrics["seconds"]) / 60,
+            "wall_seconds": report["wall_seconds"], "peak_rss_mb": report["peak_rss_mb"],
+            "epochs": metrics["epochs"], "load_average_at_end": [
+                round(v, 2) for v in os.getloadavg()]}
+
+
 # --- targets and output ---
 
 
@@ -597,6 +658,9 @@ def target_values(results: dict[str, Any]) -> dict[str, float | None]:
         "peak_rss_mb": results["default_preset"]["peak_rss_mb"],
         "cached_load": results["loading"]["cached_load_seconds"],
         "torch_ratio": torch_result.get("ratio") if torch_result.get("available") else None,
+        "augment_overhead": results["augmentation"]["overhead"],
+        "record_minutes": results["record"].get("train_minutes"),
+        "record_accuracy": results["record"].get("test_accuracy"),
     }
 
 
@@ -631,6 +695,7 @@ def render_table(results: dict[str, Any]) -> str:
     m, b = results["machine"], results["book_job"]
     ng, dp = results["numerical_gradient"], results["default_preset"]
     ld, tr, b64 = results["loading"], results["torch"], results["book_job_float64"]
+    ag, rec = results["augmentation"], results["record"]
     ref, proj = b["reference"], b["project"]
     rows: list[tuple[str, str]] = [
         ("book job", f"{b['iterations']} iterations, batch 100, hidden 50, eval every 600"),
@@ -677,6 +742,25 @@ def render_table(results: dict[str, Any]) -> str:
         ]
     else:
         rows.append(("PyTorch", f"not measured ({tr.get('reason')})"))
+    rows += [
+        ("record preset, augmentation", f"hidden {ag['hidden']}, {ag['augment']}, "
+                                        f"{ag['train_size']} training digits, {ag['epochs']} "
+                                        f"epochs each (fastest epoch)"),
+        ("  s per epoch without / with", f"{_fmt(ag['plain_epoch_seconds'], 2)} / "
+                                         f"{_fmt(ag['augmented_epoch_seconds'], 2)} "
+                                         f"(+{100 * ag['overhead']:.0f}%)"),
+        ("  one batch: distortion / step ms", f"{_fmt(ag['distort_batch_ms'], 2)} / "
+                                              f"{_fmt(ag['step_ms'], 2)}"),
+        ("  projected record run min", f"{_fmt(ag['projected_record_minutes'], 1)} "
+                                       f"({ag['record_epochs']} epochs)"),
+    ]
+    if rec.get("measured"):
+        rows.append(("record preset (child process)",
+                     f"test {_fmt(rec['test_accuracy'], 4)} after {_fmt(rec['train_minutes'], 1)}"
+                     f" min of training ({rec['epochs']} epochs; load at end "
+                     f"{rec['load_average_at_end']})"))
+    else:
+        rows.append(("record preset (child process)", "not run (--record runs it)"))
     threads = m["threads"]
     title = "mnist_twolayer benchmark"
     if results["quick"]:
@@ -701,7 +785,8 @@ def render_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run(quick: bool, repeats: int = 1, threads: int | None = None) -> dict[str, Any]:
+def run(quick: bool, repeats: int = 1, threads: int | None = None,
+        record: bool = False) -> dict[str, Any]:
     """Every measurement, one after the other, in this process (and its children)."""
     total_started = time.perf_counter()
     applied = set_threads(threads) if threads is not None else None
@@ -731,6 +816,9 @@ def run(quick: bool, repeats: int = 1, threads: int | None = None) -> dict[str, 
         results["numerical_gradient"] = bench_numerical(10 if quick else 50, data, quick)
         del data
         results["default_preset"] = bench_default(1 if quick else None, repeats, tmp, threads)
+        results["augmentation"] = bench_augmentation(1 if quick else 2, tmp,
+                                                     3000 if quick else None)
+        results["record"] = bench_record(tmp, threads) if record else {"measured": False}
     results["targets"] = check_targets(results)
     measured = [t["met"] for t in results["targets"] if t["met"] is not None]
     results["all_targets_met"] = bool(measured) and all(measured)
@@ -749,6 +837,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the JSON to this file")
     parser.add_argument("--repeats", type=int, default=1,
                         help="run each timed job N times and report the minimum (default 1)")
+    parser.add_argument("--record", action="store_true",
+                        help="also train the whole record preset in a child process (about "
+                             "a quarter of an hour) and report its accuracy and time")
     parser.add_argument("--threads", type=int, default=None,
                         help="BLAS and torch threads for every job (default: the libraries' "
                              "own choice, reported in the output)")
@@ -757,7 +848,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--repeats must be at least 1")
     if args.threads is not None and args.threads < 1:
         parser.error("--threads must be at least 1")
-    results = run(args.quick, args.repeats, args.threads)
+    results = run(args.quick, args.repeats, args.threads, args.record)
     text = json.dumps(results, indent=2)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

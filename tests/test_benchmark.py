@@ -25,8 +25,8 @@ SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "benchmark.py"
 
 pytestmark = pytest.mark.slow
 
-TARGET_KEYS = {"book_ratio", "book_accuracy_gap", "numerical_speedup", "time_to_98",
-               "peak_rss_mb", "cached_load", "torch_ratio", "augment_overhead",
+TARGET_KEYS = {"floor_ratio", "book_accuracy_gap", "numerical_speedup", "numerical_iteration_ms",
+               "time_to_98", "peak_rss_mb", "cached_load", "torch_ratio", "augment_overhead",
                "record_minutes", "record_accuracy"}
 
 
@@ -93,6 +93,8 @@ def test_book_job_runs_both_loops_on_the_same_work(report: dict[str, Any]) -> No
     assert floor["iterations"] == 1000 and floor["evaluations"] == 2
     assert _positive(floor["seconds"])
     assert floor["ratio_to_reference"] == pytest.approx(floor["seconds"] / ref["seconds"])
+    assert floor["ratio_to_project"] == pytest.approx(book["project"]["train_seconds"]
+                                                      / floor["seconds"])
 
 
 def test_numerical_gradients_agree(report: dict[str, Any], mnist) -> None:
@@ -110,6 +112,13 @@ def test_numerical_gradients_agree(report: dict[str, Any], mnist) -> None:
         for k in bounds.gradient)
     for key in ("nditer_seconds", "vectorized_seconds", "backprop_seconds", "speedup"):
         assert _positive(ng[key])
+
+
+def test_numerical_training_is_the_book_job_on_the_numerical_gradient(report) -> None:
+    nt = report["numerical_training"]
+    assert nt["iterations"] == 30 and nt["losses_recorded"] == 30 and nt["hidden"] == 50
+    assert nt["ms_per_iteration"] == pytest.approx(1000 * nt["train_seconds"] / 30)
+    assert 0.1 < nt["test_accuracy"] < 1.0  # 30 steps of the book's lr: it has begun to learn
 
 
 def test_default_preset_child_run(report: dict[str, Any]) -> None:

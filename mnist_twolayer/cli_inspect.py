@@ -218,7 +218,7 @@ def _add_plot(sub: argparse._SubParsersAction) -> None:
 
 def _run_plot(args: argparse.Namespace) -> int:
     from . import plots
-    from .history import load_history
+    from .history import load_history, recorded
 
     if args.out.suffix.lower() != ".png":
         raise ConfigError(f"--out {args.out}: figures are PNG files; use a .png name")
@@ -229,7 +229,7 @@ def _run_plot(args: argparse.Namespace) -> int:
     runs = [(label, load_history(run_dir)) for label, run_dir in zip(labels, args.runs,
                                                                        strict=True)]
     lacking = [label for label, history in runs
-               if not any(r.get(args.metric) is not None for r in history["epochs"])]
+               if not recorded(history["epochs"], args.x, args.metric)[0].size]
     plots.plot_runs(runs, args.out, metric=args.metric, x=args.x)
     if lacking:
         sys.stderr.write(f"note: {', '.join(lacking)} recorded no {args.metric} (drawn as "

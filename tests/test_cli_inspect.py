@@ -140,6 +140,24 @@ def test_plot_draws_against_iterations_with_labels_and_names_runs_lacking_the_me
     assert "1 --label for 2 runs; give one per run" in capsys.readouterr().err
 
 
+def test_plot_notes_the_runs_the_figure_draws_as_no_data(registered, tmp_path, capsys):
+    """A run whose evaluations recorded the metric but not the x axis is both drawn as 'no
+    data' and named in the note: the figure and the note read the history the same way."""
+    partial = tmp_path / "partial"
+    shutil.copytree(registered["digits"], partial)
+    history = json.loads((partial / "history.json").read_text())
+    for record in history["epochs"]:
+        del record["iteration"]
+    (partial / "history.json").write_text(json.dumps(history))
+    out = tmp_path / "runs.png"
+    assert main(["plot", str(registered["digits"]), str(partial), "--x", "iteration",
+                 "--out", str(out)]) == 0
+    assert capsys.readouterr().err == ("note: partial recorded no test_accuracy (drawn as "
+                                       "'no data')\n")
+    assert main(["plot", str(registered["digits"]), str(partial), "--out", str(out)]) == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_a_run_named_by_its_start_time_is_labelled_by_its_settings(registered, tmp_path,
                                                                     monkeypatch):
     stamped = tmp_path / "20261124-031500"

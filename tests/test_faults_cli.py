@@ -206,7 +206,8 @@ CASES: dict[str, tuple[list[str], int, str]] = {
                                        "--save-prepared {file} is a file; it names a folder"),
     "predict --save-prepared under a file": (["predict", "{model}", "x.png", "--save-prepared",
                                               "{file}/out"], 2, "--save-prepared {file}/out: "
-                                             "cannot create the folder (Not a directory)"),
+                                             "cannot create the folder ({file} is not a "
+                                             "folder)"),
     # --- plot ---
     "plot without runs": (["plot"], 2, f"{P} plot: the following arguments are required: "
                           "RUN_DIR (see --help)"),

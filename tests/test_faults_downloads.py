@@ -14,19 +14,17 @@ import errno
 import hashlib
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import LocalServer, Tiny, register
-from faults_support import kill_when
+from faults_support import kill_when, read_only
 
 from mnist_twolayer import cli, datasets, idx
 from mnist_twolayer import download as fetching
@@ -301,35 +299,6 @@ def test_download_process_killed_midway_leaves_a_partial_the_next_run_resumes(
 
 
 # --- the data folder itself fails ---
-
-
-@contextmanager
-def read_only(folder: Path) -> Iterator[None]:
-    """Make ``folder`` refuse new entries, for root too (root ignores permission bits, so it
-    gets the immutable attribute); skip when neither works here."""
-    root = os.geteuid() == 0
-    if not root:
-        folder.chmod(0o555)
-    elif not shutil.which("chattr"):
-        pytest.skip("running as root, without chattr to make a folder read-only")
-    else:
-        done = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, text=True)
-        if done.returncode:
-            pytest.skip(f"running as root, and chattr +i fails here: {done.stderr.strip()}")
-    try:
-        try:
-            (folder / ".probe").touch()
-        except OSError:
-            pass
-        else:
-            (folder / ".probe").unlink()
-            pytest.skip(f"{folder} stays writable here")
-        yield
-    finally:
-        if root:
-            subprocess.run(["chattr", "-i", str(folder)], check=True)
-        else:
-            folder.chmod(0o755)
 
 
 def test_data_folder_under_a_regular_file(tiny: Tiny, capsys) -> None:

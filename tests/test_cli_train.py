@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
@@ -19,7 +20,7 @@ from PIL import Image
 
 from mnist_twolayer import plots
 from mnist_twolayer.checkpoint import read_checkpoint
-from mnist_twolayer.cli import main
+from mnist_twolayer.cli import build_parser, main
 from mnist_twolayer.images import image_to_mnist
 from mnist_twolayer.network import TwoLayerNet
 
@@ -255,6 +256,16 @@ def test_divergence_is_one_line_and_exit_2(tmp_path):
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "training diverged: lower the learning rate (--lr)" in result.stderr
     read_checkpoint(tmp_path / "run" / "checkpoint.npz")
+
+
+def test_momentum_help_states_the_range_the_flag_accepts():
+    (sub,) = (a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    (momentum,) = (a for a in sub.choices["train"]._actions if "--momentum" in a.option_strings)
+    assert momentum.help.startswith("momentum and nesterov: momentum in [0, 0.999] (default 0.9)")
+    assert (momentum.type("0"), momentum.type("0.999")) == (0.0, 0.999)
+    for outside, why in (("-0.001", "must be at least 0"), ("0.9991", "must be at most 0.999")):
+        with pytest.raises(argparse.ArgumentTypeError, match=rf"^'{outside}' {why}$"):
+            momentum.type(outside)
 
 
 @pytest.mark.parametrize("flags, message", [

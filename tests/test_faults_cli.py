@@ -92,6 +92,7 @@ CASES: dict[str, tuple[list[str], int, str]] = {
     "train --lr 1e400": bad("--lr", "1e400", "is not a finite number"),
     "train --momentum -0.1": bad("--momentum", "-0.1", NONNEGATIVE),
     "train --momentum abc": bad("--momentum", "abc", NOT_NUMBER),
+    "train --momentum 1": bad("--momentum", "1", "must be at most 0.999"),
     "train --weight-decay -1": bad("--weight-decay", "-1", NONNEGATIVE),
     "train --weight-decay nan": bad("--weight-decay", "nan", "is not a finite number"),
     "train --seed -1": bad("--seed", "-1", NONNEGATIVE),

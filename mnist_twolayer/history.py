@@ -3,13 +3,17 @@
 
 The history is the one record of how a run went, so what can be read from it is not stored a
 second time: the best validation epoch, how many evaluations passed since, whether the run
-stopped early and when the test accuracy first reached each milestone are functions of it::
+stopped early and when the test accuracy first reached each milestone are functions of it. Its
+format (history.json; history.csv holds the epoch records, one row each)::
 
     {"iteration_loss": [float, ...],
      "epochs": [{"epoch": 1, "iteration": 600, "seconds": 1.2, "lr": 0.1,
                  "train_loss": ..., "train_accuracy": ...,
                  "val_loss": ... or None, "val_accuracy": ... or None,
                  "test_loss": ..., "test_accuracy": ...}, ...]}
+
+A record of an older or partial history may lack a column: :func:`recorded` reads a curve from
+the records that have both of its columns.
 """
 
 from __future__ import annotations

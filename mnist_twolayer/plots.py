@@ -2,15 +2,8 @@
 the comparisons (runs, sweeps, gradient checks).
 
 Every function returns its Figure (what it drew can be read back from the Axes) and, given a
-path, writes it as a PNG (see :mod:`drawing` for how figures are made and written).
-
-The history format (written by the trainer) is::
-
-    {"iteration_loss": [float, ...],
-     "epochs": [{"epoch": 1, "iteration": 600, "seconds": 1.2, "lr": 0.1,
-                 "train_loss": ..., "train_accuracy": ...,
-                 "val_loss": ... or None, "val_accuracy": ... or None,
-                 "test_loss": ..., "test_accuracy": ...}, ...]}
+path, writes it as a PNG (see :mod:`drawing` for how figures are made and written). The
+histories they draw are in the format :mod:`history` describes.
 """
 
 from __future__ import annotations

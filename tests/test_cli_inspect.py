@@ -199,7 +199,7 @@ def test_version_and_the_program_named_as_invoked(tmp_path):
 @pytest.mark.parametrize("command", ["train", "evaluate", "gradcheck"])
 def test_threads_limits_the_blas_while_the_command_runs(command, registered, tmp_path,
                                                         monkeypatch):
-    from threadpoolctl import threadpool_info
+    from threadpoolctl import threadpool_info, threadpool_limits
 
     def blas_threads() -> list[int]:
         return [pool["num_threads"] for pool in threadpool_info()
@@ -218,7 +218,9 @@ def test_threads_limits_the_blas_while_the_command_runs(command, registered, tmp
                           "--methods", "backprop,autograd"]}[command]
     if command != "gradcheck":  # gradcheck reads the real MNIST
         argv += ["--data-dir", str(registered["data"])]
-    before = blas_threads()
-    assert main([*argv, "--threads", "1"]) == 0
-    assert seen and all(threads == [1] * len(before) for threads in seen)
-    assert blas_threads() == before  # and put back afterwards
+    with threadpool_limits(limits=2, user_api="blas"):  # whatever the environment set
+        before = blas_threads()
+        assert before and 1 not in before, "--threads 1 must change something to be seen"
+        assert main([*argv, "--threads", "1"]) == 0
+        assert seen and all(threads == [1] * len(before) for threads in seen)
+        assert blas_threads() == before  # and put back afterwards

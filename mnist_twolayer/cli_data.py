@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from .cli import print_json
@@ -31,7 +32,7 @@ def _run_download(args: argparse.Namespace) -> int:
     from .download import download
 
     results = download(args.dataset, args.data_dir, mirrors=args.mirror, force=args.force,
-                       from_dir=args.from_dir, quiet=args.quiet)
+                       from_dir=args.from_dir, quiet=args.quiet, on_wait=_say_waiting)
     if not args.quiet:
         for r in results:
             how = {"present": "already present and verified",
@@ -41,6 +42,12 @@ def _run_download(args: argparse.Namespace) -> int:
     print(f"{args.dataset}: {len(results)} files verified in "
           f"{dataset_dir(args.dataset, args.data_dir)}")
     return 0
+
+
+def _say_waiting(folder: Path) -> None:
+    sys.stderr.write(f"waiting for another process downloading into {folder} (it holds the "
+                     f"folder's lock)\n")
+    sys.stderr.flush()
 
 
 def _add_info(sub: argparse._SubParsersAction) -> None:

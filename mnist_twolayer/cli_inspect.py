@@ -121,19 +121,29 @@ def _image_paths(given: Sequence[Path]) -> list[Path]:
     return paths
 
 
+def _check_prepared_folder(folder: Path) -> None:
+    """Refuse a --save-prepared folder that could not be written before any work is done: an
+    existing folder must be writable; a new one is made later, inside a parent that exists
+    and is writable (a run whose every image fails makes no folder at all)."""
+    if folder.exists():
+        if not folder.is_dir():
+            raise ConfigError(f"--save-prepared {folder} is a file; it names a folder")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ConfigError(f"--save-prepared {folder}: the folder is not writable")
+        return
+    parent = folder.parent
+    problem = ("does not exist" if not parent.exists() else
+               "is not a folder" if not parent.is_dir() else
+               "is not writable" if not os.access(parent, os.W_OK | os.X_OK) else None)
+    if problem:
+        raise ConfigError(f"--save-prepared {folder}: cannot create the folder ({parent} "
+                          f"{problem})")
+
+
 def _prepared_names(folder: Path, images: Sequence[Path]) -> list[Path]:
     """Where --save-prepared writes each input: DIR/<input stem>.png, with -2, -3, ... for
-    inputs that share a stem. The folder is created; it may not be a file, and no name may be
-    one of the inputs (the user's own picture is never overwritten)."""
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"--save-prepared {folder} is a file; it names a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"--save-prepared {folder}: cannot create the folder "
-                          f"({exc.strerror})") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(f"--save-prepared {folder}: the folder is not writable")
+    inputs that share a stem. No name may be one of the inputs (the user's own picture is
+    never overwritten)."""
     names, taken = [], set()
     for image in images:
         name, n = f"{image.stem}.png", 1
@@ -150,10 +160,24 @@ def _prepared_names(folder: Path, images: Sequence[Path]) -> list[Path]:
     return names
 
 
+def _make_prepared_folder(folder: Path) -> None:
+    """The --save-prepared folder, made when the first prepared image is written."""
+    try:
+        folder.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--save-prepared {folder}: cannot create the folder "
+                          f"({exc.strerror})") from None
+
+
 def _run_predict(args: argparse.Namespace) -> int:
     from .datasets import DIGITS, class_names
     from .images import FIELD, image_to_mnist, save_prepared
 
+    images = _image_paths(args.images)
+    prepared_paths = None
+    if args.save_prepared is not None:
+        _check_prepared_folder(args.save_prepared)
+        prepared_paths = _prepared_names(args.save_prepared, images)
     net = _load_model(args.model)
     if net.input_size != FIELD * FIELD:
         raise ConfigError(f"{args.model} takes {net.input_size} inputs; predict prepares "
@@ -163,9 +187,6 @@ def _run_predict(args: argparse.Namespace) -> int:
                           f"classes")
     names = class_names(net.metadata.get("dataset"), net.output_size)
     digits = names == DIGITS
-    images = _image_paths(args.images)
-    prepared_paths = (None if args.save_prepared is None
-                      else _prepared_names(args.save_prepared, images))
     results, failed, saved = [], 0, 0
     for i, path in enumerate(images):
         try:
@@ -187,6 +208,8 @@ def _run_predict(args: argparse.Namespace) -> int:
                         "top_k": [{"class": int(k), "name": names[k],
                                    "probability": float(probs[k])} for k in top]})
         if prepared_paths is not None:
+            if not saved:
+                _make_prepared_folder(args.save_prepared)
             results[-1]["prepared"] = str(save_prepared(x, prepared_paths[i]))
             saved += 1
         if not args.json:
@@ -218,7 +241,7 @@ def _add_plot(sub: argparse._SubParsersAction) -> None:
 
 def _run_plot(args: argparse.Namespace) -> int:
     from . import plots
-    from .history import load_history
+    from .history import load_history, recorded
 
     if args.out.suffix.lower() != ".png":
         raise ConfigError(f"--out {args.out}: figures are PNG files; use a .png name")
@@ -229,7 +252,7 @@ def _run_plot(args: argparse.Namespace) -> int:
     runs = [(label, load_history(run_dir)) for label, run_dir in zip(labels, args.runs,
                                                                        strict=True)]
     lacking = [label for label, history in runs
-               if not any(r.get(args.metric) is not None for r in history["epochs"])]
+               if not recorded(history["epochs"], args.x, args.metric)[0].size]
     plots.plot_runs(runs, args.out, metric=args.metric, x=args.x)
     if lacking:
         sys.stderr.write(f"note: {', '.join(lacking)} recorded no {args.metric} (drawn as "

@@ -52,7 +52,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--optimizer", choices=tuple(OPTIMIZERS),
                    help="the book's ch. 6 optimizers, as torch.optim defines them")
     p.add_argument("--momentum", type=number(float, "a number", 0.0, strict=False, high=0.999),
-                   help="momentum and nesterov: momentum in [0, 1) (default 0.9); without "
+                   help="momentum and nesterov: momentum in [0, 0.999] (default 0.9); without "
                         "--optimizer, 0 means plain SGD and > 0 momentum SGD")
     p.add_argument("--nesterov", action="store_const", const=True,
                    help="Nesterov momentum: the same as --optimizer nesterov")

@@ -19,7 +19,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,12 +68,18 @@ class _Skip(Exception):
 
 
 @contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """Hold ``folder``'s lock so one process at a time fetches into it (a second one waits)."""
+def _locked(folder: Path, on_wait: Callable[[Path], None] | None) -> Iterator[None]:
+    """Hold ``folder``'s lock so one process at a time fetches into it (a second one waits,
+    calling ``on_wait(folder)`` first, or logging that it waits)."""
+    def waiting() -> None:
+        if on_wait is not None:
+            on_wait(folder)
+        else:
+            log.info("waiting for another process downloading into %s", folder)
+
     with ExitStack() as stack:
         try:
-            stack.enter_context(folder_lock(folder, wait=True, on_wait=lambda: log.info(
-                "waiting for another process downloading into %s", folder)))
+            stack.enter_context(folder_lock(folder, wait=True, on_wait=waiting))
         except OSError as exc:
             raise DatasetError(f"cannot write to {folder} ({exc.strerror or exc}); choose "
                                f"another place with --data-dir or {ENV_DATA_DIR}") from None
@@ -289,7 +295,8 @@ def download(name: str = "mnist", data_dir: str | os.PathLike[str] | None = None
              mirrors: Sequence[str] = (), force: bool = False,
              from_dir: str | os.PathLike[str] | None = None, quiet: bool = False, *,
              timeout: tuple[float, float] = (10.0, 30.0), retries: int = 2,
-             backoff: float = 1.0) -> list[Fetched]:
+             backoff: float = 1.0, on_wait: Callable[[Path], None] | None = None
+             ) -> list[Fetched]:
     """Make every file of dataset ``name`` present and verified in its folder.
 
     Files that already verify are kept unless ``force``. Others come from ``from_dir`` only
@@ -297,7 +304,13 @@ def download(name: str = "mnist", data_dir: str | os.PathLike[str] | None = None
     the mirrors of :func:`mirror_list`, each URL tried ``1 + retries`` times with exponential
     ``backoff`` seconds between attempts; ``timeout`` is (connect, read) seconds. A file that
     fails verification never enters the folder. When every source fails, one DatasetError
-    lists each source and why. A lock file keeps two processes from fetching at once.
+    lists each source and why.
+
+    One process at a time fetches into a dataset's folder: it holds an exclusive flock on the
+    folder itself for the whole call (no lock file; the kernel releases the lock of a process
+    that dies). A second process blocks until the first is done, and then finds the files it
+    fetched verified; ``on_wait(folder)`` is called once before it blocks, so a caller can say
+    why nothing happens (without it, the wait is logged at INFO).
     """
     spec = get_spec(name)
     folder = dataset_dir(name, data_dir)
@@ -318,7 +331,7 @@ def download(name: str = "mnist", data_dir: str | os.PathLike[str] | None = None
     http = _Http(requests.Session(), timeout, retries, backoff, quiet)
     http.session.headers["User-Agent"] = f"mnist_twolayer/{__version__}"
     results = []
-    with http.session, _locked(folder):
+    with http.session, _locked(folder, on_wait):
         for f in spec.files:
             if not force and (folder / f.filename).is_file() and _is_verified(folder, f, spec):
                 results.append(Fetched(f.filename, "present", None, folder / f.filename))

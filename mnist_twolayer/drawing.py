@@ -15,6 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .datasets import DIGITS
 from .fileio import atomic_path
 
 DPI = 120
@@ -24,7 +25,7 @@ Target = str | os.PathLike[str] | None
 
 def class_names_or_digits(class_names: Sequence[str] | None) -> list[str]:
     """The names to label classes with: the given ones, else the digits."""
-    return [str(c) for c in class_names] if class_names is not None else list("0123456789")
+    return [str(c) for c in class_names] if class_names is not None else list(DIGITS)
 
 
 def figure(size: tuple[float, float]) -> tuple[Figure, Axes]:

@@ -3,6 +3,7 @@ what to do. The CLI prints any of them as one ``error: ...`` line and exits 2.""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -50,4 +51,5 @@ class TrainingInterrupted(Exception):
 
     def __init__(self, run_dir: Path, iteration: int, signum: int) -> None:
         self.run_dir, self.iteration, self.signum = run_dir, iteration, signum
-        super().__init__(f"interrupted at iteration {iteration}; checkpoint saved in {run_dir}")
+        super().__init__(f"interrupted by {signal.Signals(signum).name} at iteration {iteration}; "
+                         f"checkpoint saved in {run_dir}")

@@ -22,11 +22,12 @@ difference rather than of the loss.
 
 For the sigmoid net there is a faster road to the same numbers. A finite-difference step moves a
 hidden pre-activation by |s| ~ 1e-4, and the loss change of sample n is a smooth function of s
-whose Taylor polynomial of a few terms, d(s) = sum_r f_r s^r, equals it to a quarter ulp (the
-number of terms comes from a Cauchy bound, :func:`_series_terms`). The coefficients f_r are
-computed once per (sample, hidden unit) by power-series arithmetic; then the sum over samples of
-every W1 difference is sum_r (sum_n x[n, i]^r f_r[n, j]) step^r: R small matrix products instead
-of an exponential per (step, pixel, sample, unit, class). Steps too large for the series (a
+whose Taylor polynomial of a few terms, d(s) = sum_r f_r s^r, equals it to within 2^-54 of a
+bound on the change itself (the number of terms comes from a Cauchy bound,
+:func:`_series_terms`). The coefficients f_r are computed once per (sample, hidden unit) by
+power-series arithmetic; then the sum over samples of every W1 difference is sum_r (sum_n x[n,
+i]^r f_r[n, j]) step^r: R small matrix products instead of an exponential per (step, pixel,
+sample, unit, class). Steps too large for the series (a
 large h, huge weights) and the ReLU net, whose kinks no polynomial follows, take the closed
 forms above, a chunk of (pixel, sample) pairs at a time.
 
@@ -179,10 +180,16 @@ def _sigmoid_loss_series(a1: np.ndarray, p: np.ndarray, u: np.ndarray,
     d(s) = log(sum_k p_k exp(u_k (z(s) - z(0)))) with z(s) = sigmoid(a1 + s), built as power
     series truncated at degree R: z from the sigmoid's equation z' = z (1 - z); the sum from
     the moments m_q = sum_k p_k u_k^q, as 1 + sum_q (m_q / q!) (z(s) - z(0))^q; the log from
-    F' (1 + T) = T'. Every coefficient is computed once per (sample, unit)."""
-    z = [sigmoid(a1)]
-    for r in range(terms):  # (r + 1) z_{r+1} = z_r - sum_k z_k z_{r-k}
-        z.append((z[r] - sum(z[k] * z[r - k] for k in range(r + 1))) / (r + 1))
+    F' (1 + T) = T'. Every coefficient is computed once per (sample, unit).
+
+    The sigmoid's coefficients never form 1 - z_0, which cancels where sigmoid(a1) is near 1:
+    with y_0 = sigmoid(-a1), z_1 = z_0 y_0 and, since coefficient r of z (1 - z) is z_r (1 - 2
+    z_0) - sum_{k=1}^{r-1} z_k z_{r-k} and 1 - 2 z_0 = y_0 - z_0, (r + 1) z_{r+1} = z_r (y_0 -
+    z_0) - sum_{k=1}^{r-1} z_k z_{r-k}."""
+    z0, y0 = sigmoid(a1), sigmoid(-a1)
+    z = [z0, z0 * y0]
+    for r in range(1, terms):
+        z.append((z[r] * (y0 - z0) - sum(z[k] * z[r - k] for k in range(1, r))) / (r + 1))
     change = [np.zeros_like(a1), *z[1:]]  # z(s) - z(0)
     power, total = change, [np.zeros_like(a1) for _ in range(terms + 1)]
     u_q = np.ones_like(u)
@@ -210,14 +217,16 @@ def _polynomial(coefficients: list[np.ndarray], steps: np.ndarray) -> np.ndarray
 
 def _series_terms(step: float, reach: float) -> int | None:
     """How many Taylor terms give the loss change of a pre-activation step of at most ``step``
-    to a quarter ulp, for logit directions of at most ``reach``; None if more than
-    MAX_SERIES_TERMS would be needed.
+    to within 2^-54 * 3 q (q = step / rho below), for logit directions of at most ``reach``;
+    None if more than MAX_SERIES_TERMS would be needed.
 
     On the disc |s| <= rho = min(1, 1 / (5 reach)) the sigmoid moves by at most 2.3 |s| (it
     stays within 1.1 of 0 there) and the sum inside the log stays within 0.65 of 1, so |d| <= 3
-    and the Cauchy estimate bounds the remainder after R terms by 3 q^(R+1) / (1 - q), q =
-    step / rho: at most a quarter ulp of the largest change, 3 q, when q^R / (1 - q) <= 2^-54.
-    """
+    and the Cauchy estimate bounds the remainder after R terms by 3 q^(R+1) / (1 - q). R is the
+    least with q^R / (1 - q) <= 2^-54, so the remainder is at most 2^-54 * 3 q in absolute
+    terms, where 3 q bounds |d| itself at |s| <= step (Schwarz: d(0) = 0): between a quarter
+    and a half ulp of 3 q, and no bound relative to one sample's change, which may be far
+    smaller (a saturated unit's)."""
     rho = min(1.0, 1.0 / (5.0 * reach)) if reach > 0 else 1.0
     q = step / rho
     for terms in range(1, MAX_SERIES_TERMS + 1):

@@ -3,13 +3,17 @@
 
 The history is the one record of how a run went, so what can be read from it is not stored a
 second time: the best validation epoch, how many evaluations passed since, whether the run
-stopped early and when the test accuracy first reached each milestone are functions of it::
+stopped early and when the test accuracy first reached each milestone are functions of it. Its
+format (history.json; history.csv holds the epoch records, one row each)::
 
     {"iteration_loss": [float, ...],
      "epochs": [{"epoch": 1, "iteration": 600, "seconds": 1.2, "lr": 0.1,
                  "train_loss": ..., "train_accuracy": ...,
                  "val_loss": ... or None, "val_accuracy": ... or None,
                  "test_loss": ..., "test_accuracy": ...}, ...]}
+
+A record of an older or partial history may lack a column: :func:`recorded` reads a curve from
+the records that have both of its columns.
 """
 
 from __future__ import annotations
@@ -17,8 +21,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .errors import ConfigError
 from .fileio import write_json_atomic, write_text_atomic
@@ -68,6 +76,20 @@ def time_to_accuracy(history: History, milestones: tuple[float, ...] = ACCURACY_
              if record.get("test_accuracy") is not None and record["test_accuracy"] >= milestone),
             None)
     return reached
+
+
+def recorded(epochs: Sequence[dict[str, Any]], x_key: str, y_key: str
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) of the evaluations that recorded a value for ``x_key`` and a finite ``y_key``:
+    the one answer to whether a run has a curve, so a figure and the note about runs without
+    one agree (an older or partial record may lack a column)."""
+    pairs = [(e[x_key], e[y_key]) for e in epochs
+             if e.get(x_key) is not None and e.get(y_key) is not None
+             and math.isfinite(e[y_key])]
+    if not pairs:
+        return np.empty(0), np.empty(0)
+    x, y = np.asarray(pairs, dtype=np.float64).T
+    return x, y
 
 
 def write_history(run_dir: Path, history: History) -> None:

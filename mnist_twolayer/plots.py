@@ -2,15 +2,8 @@
 the comparisons (runs, sweeps, gradient checks).
 
 Every function returns its Figure (what it drew can be read back from the Axes) and, given a
-path, writes it as a PNG (see :mod:`drawing` for how figures are made and written).
-
-The history format (written by the trainer) is::
-
-    {"iteration_loss": [float, ...],
-     "epochs": [{"epoch": 1, "iteration": 600, "seconds": 1.2, "lr": 0.1,
-                 "train_loss": ..., "train_accuracy": ...,
-                 "val_loss": ... or None, "val_accuracy": ... or None,
-                 "test_loss": ..., "test_accuracy": ...}, ...]}
+path, writes it as a PNG (see :mod:`drawing` for how figures are made and written). The
+histories they draw are in the format :mod:`history` describes.
 """
 
 from __future__ import annotations
@@ -44,7 +37,7 @@ from .drawing import (
     tile_figure,
 )
 from .errors import ConfigError, check_choice
-from .history import METRICS, RUN_AXES, best_evaluation
+from .history import METRICS, RUN_AXES, best_evaluation, recorded
 from .metrics import confusion_matrix
 
 if TYPE_CHECKING:
@@ -108,7 +101,7 @@ def plot_loss(history: dict[str, Any], path: Target = None) -> Figure:
         ax.axvline(first, color="tab:red", linestyle="--", linewidth=1.2,
                    label=f"loss not finite from iteration {first}")
     for split, label, colour in SPLITS[1:]:
-        x, y = _series(history.get("epochs", []), "iteration", f"{split}_loss")
+        x, y = recorded(history.get("epochs", []), "iteration", f"{split}_loss")
         if x.size:
             style = EVALUATION_STYLE[split]
             ax.plot(x, y, color=colour, linewidth=1.5, label=f"{label} loss (per evaluation)",
@@ -142,7 +135,7 @@ def plot_accuracy(history: dict[str, Any], path: Target = None,
         if record.get("test_accuracy") is not None:
             kept = (record["epoch"], record["test_accuracy"])
     for split, label, colour in SPLITS:
-        x, y = _series(epochs, "epoch", f"{split}_accuracy")
+        x, y = recorded(epochs, "epoch", f"{split}_accuracy")
         if not x.size:
             continue
         if split == "test" and kept is not None:
@@ -176,7 +169,7 @@ def plot_runs(runs: Sequence[tuple[str, dict[str, Any]]], path: Target = None,
     check_choice("x axis", x, tuple(RUN_AXES))
     if not runs:
         raise ConfigError("no runs to plot")
-    lacking = [name for name, history in runs if not _series(
+    lacking = [name for name, history in runs if not recorded(
         history.get("epochs", []), x, metric)[0].size]
     if len(lacking) == len(runs):
         raise ConfigError(f"no run has {metric} (none of {', '.join(lacking)}); runs without a "
@@ -190,7 +183,7 @@ def plot_runs(runs: Sequence[tuple[str, dict[str, Any]]], path: Target = None,
     for (name, history), colour in zip(runs, colours, strict=True):
         epochs = history.get("epochs", [])
         for ax, key in zip(axes, (metric, other), strict=True):
-            xs, ys = _series(epochs, x, key)
+            xs, ys = recorded(epochs, x, key)
             final = "no data" if not ys.size else (f"{ys[-1]:.2%}" if key.endswith("accuracy")
                                                   else f"{ys[-1]:.4f}")
             ax.plot(xs, ys, "o-", color=colour, linewidth=1.6, markersize=4,
@@ -245,7 +238,7 @@ def plot_sweep(runs: Sequence[tuple[str, dict[str, Any]]], path: Target = None,
         smooth = moving_average(losses, window)
         loss_ax.plot(np.arange(1, losses.size + 1), smooth, **style,
                      label=f"{name} ({smooth[-1]:.3f})" if losses.size else f"{name} (no data)")
-        x, y = _series(history.get("epochs", []), "iteration", "test_accuracy")
+        x, y = recorded(history.get("epochs", []), "iteration", "test_accuracy")
         accuracy_ax.plot(x, y, **style, marker="o", markersize=4,
                          label=f"{name} ({y[-1]:.2%})" if y.size else f"{name} (no data)")
         finals += [y[-1]] if y.size else []
@@ -450,13 +443,3 @@ def plot_gradcheck(result: GradcheckResult, path: Target = None) -> Figure:
                title_fontsize="small")
     return save(fig, path)
 
-
-def _series(epochs: Sequence[dict[str, Any]], x_key: str, y_key: str) -> tuple[np.ndarray,
-                                                                              np.ndarray]:
-    """(x, y) of the evaluations that recorded a finite ``y_key``."""
-    pairs = [(e[x_key], e[y_key]) for e in epochs
-             if e.get(y_key) is not None and math.isfinite(e[y_key])]
-    if not pairs:
-        return np.empty(0), np.empty(0)
-    x, y = np.asarray(pairs, dtype=np.float64).T
-    return x, y

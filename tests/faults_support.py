@@ -1,15 +1,18 @@
 """Helpers shared by the test_faults_* suites: a small real-MNIST dataset registered for one
-test, stubs that keep figures out of runs whose figures are not under test, and a SIGKILL at
-a chosen moment."""
+test, stubs that keep figures out of runs whose figures are not under test, a SIGKILL at a
+chosen moment, and a folder made read-only."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import os
+import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +80,32 @@ def kill_when(process: subprocess.Popen, ready: Callable[[], bool], timeout: flo
     finally:
         process.kill()
     assert process.returncode == -signal.SIGKILL
+
+
+@contextmanager
+def read_only(folder: Path) -> Iterator[None]:
+    """Make ``folder`` refuse new entries, for root too (root ignores permission bits, so it
+    gets the immutable attribute); skip when neither works here."""
+    root = os.geteuid() == 0
+    if not root:
+        folder.chmod(0o555)
+    elif not shutil.which("chattr"):
+        pytest.skip("running as root, without chattr to make a folder read-only")
+    else:
+        done = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, text=True)
+        if done.returncode:
+            pytest.skip(f"running as root, and chattr +i fails here: {done.stderr.strip()}")
+    try:
+        try:
+            (folder / ".probe").touch()
+        except OSError:
+            pass
+        else:
+            (folder / ".probe").unlink()
+            pytest.skip(f"{folder} stays writable here")
+        yield
+    finally:
+        if root:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+        else:
+            folder.chmod(0o755)

@@ -140,6 +140,24 @@ def test_plot_draws_against_iterations_with_labels_and_names_runs_lacking_the_me
     assert "1 --label for 2 runs; give one per run" in capsys.readouterr().err
 
 
+def test_plot_notes_the_runs_the_figure_draws_as_no_data(registered, tmp_path, capsys):
+    """A run whose evaluations recorded the metric but not the x axis is both drawn as 'no
+    data' and named in the note: the figure and the note read the history the same way."""
+    partial = tmp_path / "partial"
+    shutil.copytree(registered["digits"], partial)
+    history = json.loads((partial / "history.json").read_text())
+    for record in history["epochs"]:
+        del record["iteration"]
+    (partial / "history.json").write_text(json.dumps(history))
+    out = tmp_path / "runs.png"
+    assert main(["plot", str(registered["digits"]), str(partial), "--x", "iteration",
+                 "--out", str(out)]) == 0
+    assert capsys.readouterr().err == ("note: partial recorded no test_accuracy (drawn as "
+                                       "'no data')\n")
+    assert main(["plot", str(registered["digits"]), str(partial), "--out", str(out)]) == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_a_run_named_by_its_start_time_is_labelled_by_its_settings(registered, tmp_path,
                                                                     monkeypatch):
     stamped = tmp_path / "20261124-031500"
@@ -181,7 +199,7 @@ def test_version_and_the_program_named_as_invoked(tmp_path):
 @pytest.mark.parametrize("command", ["train", "evaluate", "gradcheck"])
 def test_threads_limits_the_blas_while_the_command_runs(command, registered, tmp_path,
                                                         monkeypatch):
-    from threadpoolctl import threadpool_info
+    from threadpoolctl import threadpool_info, threadpool_limits
 
     def blas_threads() -> list[int]:
         return [pool["num_threads"] for pool in threadpool_info()
@@ -200,7 +218,9 @@ def test_threads_limits_the_blas_while_the_command_runs(command, registered, tmp
                           "--methods", "backprop,autograd"]}[command]
     if command != "gradcheck":  # gradcheck reads the real MNIST
         argv += ["--data-dir", str(registered["data"])]
-    before = blas_threads()
-    assert main([*argv, "--threads", "1"]) == 0
-    assert seen and all(threads == [1] * len(before) for threads in seen)
-    assert blas_threads() == before  # and put back afterwards
+    with threadpool_limits(limits=2, user_api="blas"):  # whatever the environment set
+        before = blas_threads()
+        assert before and 1 not in before, "--threads 1 must change something to be seen"
+        assert main([*argv, "--threads", "1"]) == 0
+        assert seen and all(threads == [1] * len(before) for threads in seen)
+        assert blas_threads() == before  # and put back afterwards

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
@@ -14,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import run_cli, user_picture
+from faults_support import read_only
 from PIL import Image
 
 from mnist_twolayer import plots
 from mnist_twolayer.checkpoint import read_checkpoint
-from mnist_twolayer.cli import main
+from mnist_twolayer.cli import build_parser, main
 from mnist_twolayer.images import image_to_mnist
 from mnist_twolayer.network import TwoLayerNet
 
@@ -124,7 +126,7 @@ def test_predict_save_prepared_writes_what_the_network_saw(trained, mnist, tmp_p
     second = _digit_png(x_test[1], tmp_path / "b" / "digit.png")  # the same stem
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")
-    out = tmp_path / "seen" / "by the net"
+    out = tmp_path / "seen by the net"
     model = str(trained / "model.npz")
     assert main(["predict", model, str(first), str(bad), str(second), "--save-prepared",
                  str(out), "--json"]) == 2
@@ -151,6 +153,44 @@ def test_predict_save_prepared_never_overwrites_an_input(trained, mnist, tmp_pat
     assert captured.err == (f"error: --save-prepared {tmp_path}: {source} is one of the input "
                             f"images; choose another folder\n")
     assert captured.out == "" and source.read_bytes() == before
+
+
+@pytest.mark.parametrize("case", ["a file", "no parent", "a file as parent", "read-only",
+                                  "read-only parent"])
+def test_predict_save_prepared_is_refused_before_the_model_is_read(case, tmp_path, capsys):
+    """The model named does not exist, so only a check made before it is read can answer."""
+    (tmp_path / "file").write_text("in the way")
+    (tmp_path / "locked").mkdir()
+    folder, message = {
+        "a file": (tmp_path / "file", f"{tmp_path / 'file'} is a file; it names a folder"),
+        "no parent": (tmp_path / "no" / "out", f"{tmp_path / 'no' / 'out'}: cannot create the "
+                      f"folder ({tmp_path / 'no'} does not exist)"),
+        "a file as parent": (tmp_path / "file" / "out", f"{tmp_path / 'file' / 'out'}: cannot "
+                             f"create the folder ({tmp_path / 'file'} is not a folder)"),
+        "read-only": (tmp_path / "locked", f"{tmp_path / 'locked'}: the folder is not writable"),
+        "read-only parent": (tmp_path / "locked" / "out", f"{tmp_path / 'locked' / 'out'}: "
+                             f"cannot create the folder ({tmp_path / 'locked'} is not writable)"),
+    }[case]
+    with read_only(tmp_path / "locked") if "read-only" in case else contextlib.nullcontext():
+        code = main(["predict", str(tmp_path / "nowhere" / "model.npz"), "x.png",
+                     "--save-prepared", str(folder)])
+    captured = capsys.readouterr()
+    assert (code, captured.out, captured.err) == (2, "", f"error: --save-prepared {message}\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "locked"]
+    assert list((tmp_path / "locked").iterdir()) == []
+
+
+def test_predict_save_prepared_makes_no_folder_when_no_image_is_prepared(trained, tmp_path,
+                                                                         capsys):
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    out = tmp_path / "prepared"
+    assert main(["predict", str(trained / "model.npz"), str(bad), str(tmp_path / "none.png"),
+                 "--save-prepared", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == f"prepared images: 0 written to {out}\n"
+    assert captured.err.count("\nerror: ") == 1 and captured.err.startswith("error: ")
+    assert not out.exists()
 
 
 def test_plot_overlays_the_runs_histories(trained, tmp_path, monkeypatch, capsys):
@@ -216,6 +256,16 @@ def test_divergence_is_one_line_and_exit_2(tmp_path):
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "training diverged: lower the learning rate (--lr)" in result.stderr
     read_checkpoint(tmp_path / "run" / "checkpoint.npz")
+
+
+def test_momentum_help_states_the_range_the_flag_accepts():
+    (sub,) = (a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    (momentum,) = (a for a in sub.choices["train"]._actions if "--momentum" in a.option_strings)
+    assert momentum.help.startswith("momentum and nesterov: momentum in [0, 0.999] (default 0.9)")
+    assert (momentum.type("0"), momentum.type("0.999")) == (0.0, 0.999)
+    for outside, why in (("-0.001", "must be at least 0"), ("0.9991", "must be at most 0.999")):
+        with pytest.raises(argparse.ArgumentTypeError, match=rf"^'{outside}' {why}$"):
+            momentum.type(outside)
 
 
 @pytest.mark.parametrize("flags, message", [

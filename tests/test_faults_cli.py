@@ -92,6 +92,7 @@ CASES: dict[str, tuple[list[str], int, str]] = {
     "train --lr 1e400": bad("--lr", "1e400", "is not a finite number"),
     "train --momentum -0.1": bad("--momentum", "-0.1", NONNEGATIVE),
     "train --momentum abc": bad("--momentum", "abc", NOT_NUMBER),
+    "train --momentum 1": bad("--momentum", "1", "must be at most 0.999"),
     "train --weight-decay -1": bad("--weight-decay", "-1", NONNEGATIVE),
     "train --weight-decay nan": bad("--weight-decay", "nan", "is not a finite number"),
     "train --seed -1": bad("--seed", "-1", NONNEGATIVE),
@@ -240,7 +241,8 @@ CASES: dict[str, tuple[list[str], int, str]] = {
                                        "--save-prepared {file} is a file; it names a folder"),
     "predict --save-prepared under a file": (["predict", "{model}", "x.png", "--save-prepared",
                                               "{file}/out"], 2, "--save-prepared {file}/out: "
-                                             "cannot create the folder (Not a directory)"),
+                                             "cannot create the folder ({file} is not a "
+                                             "folder)"),
     # --- plot ---
     "plot without runs": (["plot"], 2, f"{P} plot: the following arguments are required: "
                           "RUN_DIR (see --help)"),

@@ -14,19 +14,19 @@ import errno
 import hashlib
 import os
 import re
-import shutil
+import select
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import LocalServer, Tiny, register
-from faults_support import kill_when
+from faults_support import kill_when, read_only
 
 from mnist_twolayer import cli, datasets, idx
 from mnist_twolayer import download as fetching
@@ -303,35 +303,6 @@ def test_download_process_killed_midway_leaves_a_partial_the_next_run_resumes(
 # --- the data folder itself fails ---
 
 
-@contextmanager
-def read_only(folder: Path) -> Iterator[None]:
-    """Make ``folder`` refuse new entries, for root too (root ignores permission bits, so it
-    gets the immutable attribute); skip when neither works here."""
-    root = os.geteuid() == 0
-    if not root:
-        folder.chmod(0o555)
-    elif not shutil.which("chattr"):
-        pytest.skip("running as root, without chattr to make a folder read-only")
-    else:
-        done = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, text=True)
-        if done.returncode:
-            pytest.skip(f"running as root, and chattr +i fails here: {done.stderr.strip()}")
-    try:
-        try:
-            (folder / ".probe").touch()
-        except OSError:
-            pass
-        else:
-            (folder / ".probe").unlink()
-            pytest.skip(f"{folder} stays writable here")
-        yield
-    finally:
-        if root:
-            subprocess.run(["chattr", "-i", str(folder)], check=True)
-        else:
-            folder.chmod(0o755)
-
-
 def test_data_folder_under_a_regular_file(tiny: Tiny, capsys) -> None:
     blocker = tiny.data_dir
     blocker.write_text("a file where the data folder should be")
@@ -484,3 +455,71 @@ def test_two_processes_downloading_at_once_share_one_download(http_server,
         f"mnist: 4 files verified in {folder}"]
     assert_only_verified(folder, datasets.DATASETS["mnist"])
 
+
+HOLD = ("import sys\nfrom pathlib import Path\nfrom mnist_twolayer.fileio import folder_lock\n"
+        "with folder_lock(Path(sys.argv[1]), wait=False):\n"
+        "    print('held', flush=True)\n"
+        "    sys.stdin.read()\n")
+"""Another process that holds a folder's lock until its stdin closes."""
+
+
+def hold_lock(folder: Path) -> subprocess.Popen:
+    """A real process holding ``folder``'s lock (made if missing); close its stdin to let go."""
+    folder.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "held\n"
+    return holder
+
+
+def let_go(holder: subprocess.Popen) -> None:
+    holder.stdin.close()
+    holder.wait()
+    holder.stdout.close()
+
+
+def test_download_calls_on_wait_once_before_waiting_for_another_processs_lock(
+        tiny: Tiny) -> None:
+    calls, waiting, results = [], threading.Event(), []
+
+    def on_wait(folder: Path) -> None:
+        calls.append(folder)
+        waiting.set()
+
+    holder = hold_lock(tiny.folder)
+    worker = threading.Thread(target=lambda: results.append(download(
+        "tiny", tiny.data_dir, from_dir=tiny.source, quiet=True, on_wait=on_wait)))
+    try:
+        worker.start()
+        assert waiting.wait(timeout=120)  # a guard against a hang, not a measurement
+        assert results == [] and list(tiny.folder.iterdir()) == []  # it waits, fetching nothing
+    finally:
+        let_go(holder)
+        worker.join()
+    assert calls == [tiny.folder]
+    assert [r.action for r in results[0]] == ["copied"] * 4
+    download("tiny", tiny.data_dir, from_dir=tiny.source, quiet=True, on_wait=on_wait)
+    assert calls == [tiny.folder]  # nobody held the lock this time: no call
+
+
+def test_the_download_command_says_it_waits_for_another_processs_lock(tmp_path: Path) -> None:
+    """Two real processes: the CLI prints one line while another holds the dataset's folder,
+    then fetches once that one lets go."""
+    folder = tmp_path / "mnist"
+    command = [sys.executable, "-m", "mnist_twolayer", "download", "--data-dir", str(tmp_path),
+               "--from", str(REPO / "data" / "mnist"), "--quiet"]
+    holder = hold_lock(folder)
+    try:
+        waiter = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
+        # its first line says it waits (a guard against a hang, not a measurement)
+        ready = select.select([waiter.stderr], [], [], 120)[0]
+        first = waiter.stderr.readline() if ready else ""
+        assert list(folder.iterdir()) == []
+    finally:
+        let_go(holder)
+    out, rest = waiter.communicate(timeout=120)
+    assert first == (f"waiting for another process downloading into {folder} (it holds the "
+                     f"folder's lock)\n")
+    assert (waiter.returncode, out, rest) == (0, f"mnist: 4 files verified in {folder}\n", "")
+    assert_only_verified(folder, datasets.DATASETS["mnist"])

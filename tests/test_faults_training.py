@@ -107,6 +107,9 @@ def test_signals_at_random_points_then_resume_is_bit_identical(
         with pytest.raises(TrainingInterrupted) as info:
             trainer.run()
         assert (info.value.iteration, info.value.signum) == (stop, signum)
+        name = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}[signum]
+        assert str(info.value) == (f"interrupted by {name} at iteration {stop}; checkpoint saved "
+                                   f"in {run_dir}")
         assert read_checkpoint(run_dir / "checkpoint.npz").state.iteration == stop
         history = json.loads((run_dir / "history.json").read_text())
         assert len(history["iteration_loss"]) == stop

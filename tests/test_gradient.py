@@ -358,19 +358,55 @@ def test_vectorized_returns_the_loss_and_the_parameter_dtype(activation):
 
 def test_the_series_path_and_the_closed_forms_give_the_same_differences(mnist, monkeypatch):
     """The sigmoid net's small steps take the Taylor series (R matrix products); forcing the
-    closed forms must give the same gradient to rounding: the series' remainder is bounded by
-    a quarter ulp of each loss change, and both sum the same differences."""
+    closed forms must give the same differences, entry by entry, to the rounding of each, also
+    for hidden units saturated near 1 and near 0, whose differences are ~1e-9 of the others'."""
     net, x, t = small_problem(mnist, hidden=10, batch=20)
     net.params["W2"] *= 300  # logit directions up to ~10: more terms, still the series
-    assert gradient._series_terms(1e-4, 10.0) is not None
+    for unit, bias in ((0, 20.0), (1, 22.0), (2, -20.0)):  # sigmoid(a1) ~ 1 - 2e-9, 0 + 2e-9
+        net.params["W1"][:, unit] *= 0.01
+        net.params["b1"][unit] = bias
+    seen = []
+    real = gradient._sigmoid_loss_series
+    monkeypatch.setattr(gradient, "_sigmoid_loss_series",
+                        lambda a1, p, u, terms: (seen.append((a1, p, u, terms)),
+                                                 real(a1, p, u, terms))[1])
     series = two_layer_numerical_gradient(net.params, x, t)
+    assert len(seen) == 1, "the series path ran"
     monkeypatch.setattr(gradient, "_series_terms", lambda step, reach: None)
     closed = two_layer_numerical_gradient(net.params, x, t)
-    for name in PARAM_NAMES:
-        # each of N = 20 loss changes (|d| <= |s| |u|) differs by a few ulp of itself, over 2h
-        scale = np.abs(closed.grads[name]).max()
-        np.testing.assert_allclose(series.grads[name], closed.grads[name], rtol=0,
-                                   atol=64 * 20 * EPS64 * scale + 1e-30, err_msg=name)
+    assert len(seen) == 1, "the closed forms ran"
+    a1, p, u, terms = seen[0]
+    reach = np.abs(u).max()
+    assert a1[:, :2].min() > 19 and a1[:, 2].max() < -19 and 10 <= reach < 12 and terms == 8
+    for name in ("W2", "b2"):  # the same closed forms on the same arrays
+        np.testing.assert_array_equal(series.grads[name], closed.grads[name], err_msg=name)
+    # W1[i, j] and b1[j]: both are (1/N) sum_n (d_n(s) - d_n(-s)) / 2h with s = h x[n, i] (x = 1
+    # for b1) and d_n the loss change of sample n when a1[n, j] moves by s, from the same a1, p
+    # and u. To first order d_n(s) = s z y sum_k p_k u_k (z = sigmoid(a1), y = sigmoid(-a1)): so
+    # every term of both paths is at most its share of T = (1/N) sum_n |x[n, i]| z y P_n, P_n =
+    # sum_k p_k |u_k|, and each path's rounding is a count of eps times T:
+    # - closed: sigmoid(a1 + s) (2.5 eps, and its argument's rounding u |a1 + s| <= u (|a1| +
+    #   1)), times y (2.5 eps), times expm1(-s) (1.5 eps), 2 products; expm1(dz u_k) and its
+    #   product (2 eps); the sum over K = 10 classes (gamma_10 = 5 eps); log1p (1.5 eps); the
+    #   stencil's subtraction and the sum over N samples (gamma_{N+1}): 16 eps + u (|a1| + 1) +
+    #   gamma_{N+1};
+    # - series: z and y (2.5 eps each) and z1 = z y (0.5); m_1 = u @ p (gamma_10); the sums over
+    #   N (gamma_{N+1}); Horner's R multiplications and additions and the stencil (R + 1 eps):
+    #   11 eps + gamma_{N+1} + (R + 1) eps.
+    # Beyond first order: for complex |s| <= rho = 1 / (5 max |u|) <= 0.02, |sigmoid(a1 + s)| <=
+    # 2 e^rho z and |expm1(-s)| <= rho e^rho, so the hidden output moves by at most dz = 2 e^(2
+    # rho) rho z y, the sum inside the log by at most S = dz P_n e^(0.105) (|u| dz <= 0.105)
+    # and |d_n| <= S / (1 - S) <= 2.62 rho z y P_n. By Cauchy the terms of degree >= 2 at |s| <=
+    # h (q = h / rho) add at most 2.62 q / (1 - q) of T to every term's size, and the remainder
+    # after R = 8 terms, 2.62 q^9 / (1 - q) ~ 1e-20 of T, is left out of the count.
+    z, y = 1 / (1 + np.exp(-a1)), 1 / (1 + np.exp(a1))
+    share = z * y * np.einsum("nk,njk->nj", p, np.abs(u))  # (N, H)
+    n, q = x.shape[0], 1e-4 * 5 * reach
+    counted = ((16 + 11 + terms + 1) * EPS64 + EPS64 / 2 * (np.abs(a1).max() + 1)
+               + 2 * gamma(n + 1)) * (1 + 2.62 * q / (1 - q))
+    for name, size in (("W1", np.abs(x).T @ share / n), ("b1", share.sum(axis=0) / n)):
+        assert_within(series.grads[name], closed.grads[name], counted * size)
+    assert np.abs(closed.grads["b1"][:3]).max() < 1e-7 * np.abs(closed.grads["b1"][3:]).max()
 
 
 def test_series_terms_grow_as_steps_grow_and_give_way_to_the_closed_forms():

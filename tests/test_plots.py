@@ -191,6 +191,27 @@ def test_accuracy_of_a_run_shorter_than_an_epoch_is_readable() -> None:
     assert len(set(ticks)) == len(ticks) >= 3
 
 
+def test_an_evaluation_without_an_iteration_is_left_out_of_the_curves_against_iterations(
+        ) -> None:
+    history = make_history(epochs=3)
+    del history["epochs"][1]["iteration"]  # an older or partial record
+    drawn = lines(plot_loss(history).axes[0])
+    for split, label in (("val", "validation"), ("test", "test")):
+        x, y = drawn[f"{label} loss (per evaluation)"]
+        np.testing.assert_array_equal(x, [100, 300])
+        np.testing.assert_array_equal(y, [history["epochs"][0][f"{split}_loss"],
+                                          history["epochs"][2][f"{split}_loss"]])
+    lone = {"iteration_loss": [], "epochs": [{"epoch": 1, "test_accuracy": 0.9}]}
+    runs = [("partial", history), ("lone", lone)]
+    drawn = lines(plot_runs(runs, x="iteration").axes[0])
+    assert list(drawn) == [f"partial ({history['epochs'][2]['test_accuracy']:.2%})",
+                           "lone (no data)"]
+    np.testing.assert_array_equal(drawn[list(drawn)[0]][0], [100, 300])
+    accuracy = lines(plot_sweep(runs).axes[1])
+    np.testing.assert_array_equal(accuracy[list(accuracy)[0]][0], [100, 300])
+    assert list(accuracy)[1] == "lone (no data)"
+
+
 def test_accuracy_figure_leaves_out_a_split_the_run_lacks() -> None:
     drawn = lines(plot_accuracy(make_history(epochs=2, validation=False)).axes[0])
     assert [label.split(" (")[0] for label in drawn] == ["train", "test", "model kept: epoch 2"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -189,8 +190,9 @@ def _run_train(args: argparse.Namespace) -> int:
         try:
             metrics = trainer.run()
         except TrainingInterrupted as stop:
-            sys.stderr.write(f"interrupted at iteration {stop.iteration}: checkpoint, history "
-                             f"and the model so far saved in {stop.run_dir}\nresume with: "
+            sys.stderr.write(f"interrupted by {signal.Signals(stop.signum).name} at iteration "
+                             f"{stop.iteration}: checkpoint, history and the model so far "
+                             f"saved in {stop.run_dir}\nresume with: "
                              f"{args.prog} train --resume {stop.run_dir}\n")
             return EXIT_INTERRUPTED
     print(f"test accuracy {metrics['test_accuracy']:.2%} (loss {metrics['test_loss']:.4f}) "

@@ -226,6 +226,7 @@ def test_sigint_saves_a_loadable_checkpoint_and_says_how_to_resume(tmp_path):
         process.kill()
     assert process.returncode == 130, err
     assert "Traceback" not in err
+    assert "interrupted by SIGINT at iteration " in err
     assert f"resume with: python -m mnist_twolayer train --resume {run_dir}" in err
     stopped = read_checkpoint(run_dir / "checkpoint.npz").state.iteration
     assert 0 < stopped < 400 * 30

@@ -401,9 +401,9 @@ agreement (0) is drawn."""
 
 def plot_gradcheck(result: GradcheckResult, path: Target = None) -> Figure:
     """Bars of rel_error per parameter and compared pair of a gradient check on a log scale,
-    growing from GRADCHECK_FLOOR, and a dashed line at each tolerance a pair is held to,
-    labelled with its pairs (a pair held on its max abs difference, the two numerical paths,
-    says so in the legend)."""
+    growing from GRADCHECK_FLOOR, each with a black tick at the tolerance its parameter is held
+    to (none for a pair held on its max abs difference, the two numerical paths, whose legend
+    entry says so); the legend gives each pair's verdict and its binding parameter."""
     pairs = list(dict.fromkeys((c.a, c.b) for c in result.comparisons))
     params = list(dict.fromkeys(c.param for c in result.comparisons))
     verdicts = {(v.a, v.b): v for v in result.verdicts()}
@@ -411,23 +411,22 @@ def plot_gradcheck(result: GradcheckResult, path: Target = None) -> Figure:
     width = 0.8 / max(len(pairs), 1)
     positions = np.arange(len(params))
     colours = run_colours(len(pairs))
+    tick_label = "tolerance of the bar below"
     for i, ((a, b), colour) in enumerate(zip(pairs, colours, strict=True)):
-        errors = np.array([max(result.find(a, b, p).rel_error, GRADCHECK_FLOOR)
-                           for p in params])
+        found = [result.find(a, b, p) for p in params]
+        errors = np.array([max(c.rel_error, GRADCHECK_FLOOR) for c in found])
         verdict = verdicts[(a, b)]
-        held = (f"held to {verdict.tolerance:.0e}" if verdict.measure == "rel_error" else
-                f"held on max abs diff to {verdict.tolerance:.0e}")
-        ax.bar(positions + (i - (len(pairs) - 1) / 2) * width, errors - GRADCHECK_FLOOR, width,
-               bottom=GRADCHECK_FLOOR, color=colour, label=f"{a} vs {b} ({held})")
-    held_to: dict[float, list[str]] = {}
-    for verdict in verdicts.values():
-        if verdict.measure == "rel_error":
-            held_to.setdefault(verdict.tolerance, []).append(f"{verdict.a} vs {verdict.b}")
-    for tolerance, names in held_to.items():  # one line per tolerance, saying whose it is
-        ax.axhline(tolerance, color="0.3", linestyle="--", linewidth=1.1)
-        ax.annotate(f"tolerance {tolerance:.0e}: {'; '.join(names)}", (0.005, tolerance),
-                    xycoords=("axes fraction", "data"), xytext=(0, 3),
-                    textcoords="offset points", fontsize=7, color="0.25")
+        label = f"{a} vs {b} ({verdict.state}, binding {verdict.param})"
+        if verdict.measure != "rel_error":
+            label += f", held on max abs diff to {verdict.tolerance:.0e}"
+        x = positions + (i - (len(pairs) - 1) / 2) * width
+        ax.bar(x, errors - GRADCHECK_FLOOR, width, bottom=GRADCHECK_FLOOR, color=colour,
+               label=label)
+        if verdict.measure == "rel_error":  # a tick over each bar at its own tolerance
+            for left, c in zip(x - width / 2, found, strict=True):
+                ax.plot([left, left + width], [c.tolerance, c.tolerance], color="black",
+                        linewidth=2, solid_capstyle="butt", label=tick_label)
+                tick_label = "_nolegend_"
     ax.set_yscale("log")
     ax.set_ylim(bottom=GRADCHECK_FLOOR)
     ax.set_xticks(positions, params)
@@ -437,9 +436,9 @@ def plot_gradcheck(result: GradcheckResult, path: Target = None) -> Figure:
                  f"{cfg['activation']}, batch {cfg['batch']}, {cfg['dtype']}, "
                  f"order {cfg['order']}, h = {cfg['h']:g}")
     ax.grid(True, axis="y", alpha=0.3)
-    # below the axes, never over a bar; dashed lines: each pair's tolerance
+    # below the axes, never over a bar
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2,
-               fontsize="small", title="pair compared (dashed lines: the tolerances)",
+               fontsize="small", title="pair compared (verdict, the parameter that decided it)",
                title_fontsize="small")
     return save(fig, path)
 

@@ -153,7 +153,8 @@ def small_problem(mnist, hidden: int, batch: int, seed: int = 0, activation: str
     return TwoLayerNet(784, hidden, 10, seed=rng, activation=activation), x, t
 
 
-# nditer vs vectorized where tolerances.two_layer_bounds does not reach (ReLU): the loop
+# nditer vs vectorized where tolerances.two_layer_bounds does not reach (ReLU's kink entries,
+# where a step switches a unit on or off, which these comparisons keep): the loop
 # subtracts two losses near 2.3 (a few ulp each, ~1e-15) and divides by 2h = 2e-4, ~1e-11;
 # 1e-10 leaves room for BLAS summation orders. The vectorized side's rounding is ~1e-16.
 NDITER_ATOL = 1e-10

@@ -461,14 +461,23 @@ def test_weights_figure_shows_each_units_weights_on_its_own_scale(tmp_path: Path
         plot_weights(np.zeros((100, 5)).T, tmp_path / "bad.png")
 
 
-def test_gradcheck_chart_draws_each_pairs_errors(tmp_path: Path) -> None:
-    comparisons = [Comparison("backprop", b, p, error, 0.0)
+def test_gradcheck_chart_draws_each_pairs_errors_and_each_parameters_tolerance(
+        tmp_path: Path) -> None:
+    params = ("W1", "b1", "W2", "b2")
+    held = {"autograd": (1e-12,) * 4, "numerical_vectorized": (2e-9, 2.2e-9, 8e-9, 5e-9)}
+    comparisons = [Comparison("backprop", b, p, error, 0.0, tolerance)
                    for b, errors in (("autograd", (1e-16, 2e-16, 0.0, 4e-16)),
                                      ("numerical_vectorized", (1e-9, 2e-9, 3e-9, 4e-9)))
-                   for p, error in zip(("W1", "b1", "W2", "b2"), errors, strict=True)]
+                   for p, error, tolerance in zip(params, errors, held[b], strict=True)]
+    # the two numerical paths: held on max abs diff (1e-9), which no tick on a rel_error axis
+    # could show
+    comparisons += [Comparison("numerical_nditer", "numerical_vectorized", p, 1e-10, 1e-12, 1e-9)
+                    for p in params]
+    gradient = {p: np.full(3, 0.5) for p in params}
     result = GradcheckResult({"input_size": 784, "hidden": 50, "output_size": 10, "batch": 100,
                               "dtype": "float64", "activation": "sigmoid", "order": 2,
-                              "h": 1e-4}, {}, comparisons, {})
+                              "h": 1e-4, "loss": 2.3}, {}, comparisons,
+                             {"numerical_nditer": gradient, "numerical_vectorized": gradient})
     fig = plot_gradcheck(result, tmp_path / "gradcheck.png")
     assert_png(tmp_path / "gradcheck.png")
     ax = fig.axes[0]
@@ -476,15 +485,23 @@ def test_gradcheck_chart_draws_each_pairs_errors(tmp_path: Path) -> None:
     # every bar grows from the axis' own floor (1e-18, where an exact 0 is drawn) to its error
     assert {bar.get_y() for bar in bars} == {1e-18} and ax.get_ylim()[0] == 1e-18
     tops = [bar.get_y() + bar.get_height() for bar in bars]
-    np.testing.assert_allclose(tops, [1e-16, 2e-16, 1e-18, 4e-16, 1e-9, 2e-9, 3e-9, 4e-9],
-                               rtol=1e-15)
+    np.testing.assert_allclose(tops, [1e-16, 2e-16, 1e-18, 4e-16, 1e-9, 2e-9, 3e-9, 4e-9,
+                                      *[1e-10] * 4], rtol=1e-15)
+    # one tick per rel_error bar, spanning exactly that bar, at that parameter's tolerance
+    ticks = [(tuple(line.get_xdata()), line.get_ydata()[0]) for line in ax.get_lines()]
+    rel_error_bars = bars[:8]
+    assert ticks == [((bar.get_x(), bar.get_x() + bar.get_width()), tolerance)
+                     for bar, tolerance in zip(rel_error_bars, held["autograd"]
+                                               + held["numerical_vectorized"], strict=True)]
+    # each pair's verdict names the parameter nearest its own tolerance: for the vectorized
+    # pair b1, at 2e-9 of 2.2e-9, not b2 with the largest error (4e-9 of 5e-9)
     assert [text.get_text() for text in fig.legends[0].get_texts()] == [
-        "backprop vs autograd (held to 1e-12)", "backprop vs numerical_vectorized (held to 1e-07)"]
-    tolerance_lines = sorted(line.get_ydata()[0] for line in ax.get_lines())
-    assert tolerance_lines == [1e-12, pytest.approx(1e-7 + 2.0**-52 / 1e-4)]
-    assert sorted(text.get_text() for text in ax.texts) == [
-        "tolerance 1e-07: backprop vs numerical_vectorized",
-        "tolerance 1e-12: backprop vs autograd"]
+        "tolerance of the bar below",
+        "backprop vs autograd (agree, binding b2)",
+        "backprop vs numerical_vectorized (agree, binding b1)",
+        "numerical_nditer vs numerical_vectorized (agree, binding W1), held on max abs diff "
+        "to 1e-09"]
+    assert list(ax.texts) == []  # no annotations: the ticks say it
     assert [tick.get_text() for tick in ax.get_xticklabels()] == ["W1", "b1", "W2", "b2"]
 
 

@@ -215,20 +215,6 @@ def gaussian_matrix(side: int, sigma: float) -> np.ndarray:
     return matrix
 
 
-@lru_cache(maxsize=8)
-def _smoothing(side: int, sigma: float, alpha: float, dtype: np.dtype
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(left, right, offset) with alpha G (2 (K + 1/2) / 2**16 - 1) G =
-    left @ K @ right - offset: the scale and the centring of the 16-bit uniforms K folded into
-    the small matrices, so the batch's arrays see one product each way and one subtraction."""
-    g = gaussian_matrix(side, sigma)
-    left = (alpha / 32768 * g).astype(dtype)
-    offset = (alpha * (1 - 2.0**-16) * g @ np.ones((side, side)) @ g).astype(dtype)
-    for matrix in (left, offset):
-        matrix.flags.writeable = False
-    return left, g.astype(dtype), offset
-
-
 def elastic_displacements(n: int, side: int, alpha: float, sigma: float,
                           rng: np.random.Generator, dtype: DTypeLike = np.float32
                           ) -> tuple[np.ndarray, np.ndarray]:

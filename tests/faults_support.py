@@ -1,6 +1,6 @@
 """Helpers shared by the test_faults_* suites: a small real-MNIST dataset registered for one
 test, stubs that keep figures out of runs whose figures are not under test, a SIGKILL at a
-chosen moment, and a folder made read-only."""
+chosen moment or iteration, and a folder made read-only."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -109,3 +110,18 @@ def read_only(folder: Path) -> Iterator[None]:
             subprocess.run(["chattr", "-i", str(folder)], check=True)
         else:
             folder.chmod(0o755)
+
+
+def interrupt_at(trainer: Any, call: int, signum: int) -> None:
+    """Deliver a real signal to this process during the gradient of iteration ``call`` of
+    ``trainer`` (a Trainer), as a user's Ctrl-C or kill would."""
+    original = trainer.net.loss_and_gradient
+    calls = {"n": 0}
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == call:
+            os.kill(os.getpid(), signum)
+        return original(*args, **kwargs)
+
+    trainer.net.loss_and_gradient = wrapped

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 
 import numpy as np
 import pytest
+from faults_support import interrupt_at
 
 from mnist_twolayer import plots
 from mnist_twolayer.augment import (
@@ -327,19 +327,6 @@ def small_augmented_config(**overrides):
                   augment="affine+elastic")
     values.update(overrides)
     return config_from_preset("default", **values)
-
-
-def interrupt_at(trainer: Trainer, call: int, signum: int) -> None:
-    original = trainer.net.loss_and_gradient
-    calls = {"n": 0}
-
-    def wrapped(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == call:
-            os.kill(os.getpid(), signum)
-        return original(*args, **kwargs)
-
-    trainer.net.loss_and_gradient = wrapped
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,11 @@ import csv
 import io
 import json
 import math
-import os
 import signal
 
 import numpy as np
 import pytest
+from faults_support import interrupt_at
 from PIL import Image
 from tolerances import assert_within, two_layer_bounds
 
@@ -156,27 +156,13 @@ def _small_config(**overrides):
     return config_from_preset("default", **values)
 
 
-def _interrupt_at(trainer: Trainer, call: int, signum: int) -> None:
-    """Deliver a real signal to this process during the gradient of iteration ``call``."""
-    original = trainer.net.loss_and_gradient
-    calls = {"n": 0}
-
-    def wrapped(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == call:
-            os.kill(os.getpid(), signum)
-        return original(*args, **kwargs)
-
-    trainer.net.loss_and_gradient = wrapped
-
-
 @pytest.mark.parametrize("signum, stop_at", [(signal.SIGINT, 25), (signal.SIGTERM, 40)])
 def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, signum, stop_at):
     whole = Trainer(_small_config(), tmp_path / "whole")
     whole.run()
 
     parted = Trainer(_small_config(), tmp_path / "parted")
-    _interrupt_at(parted, stop_at, signum)
+    interrupt_at(parted, stop_at, signum)
     with pytest.raises(TrainingInterrupted) as info:
         parted.run()
     assert info.value.iteration == stop_at
@@ -206,7 +192,7 @@ def test_a_signal_right_after_a_diverging_update_keeps_the_last_good_checkpoint(
     """The update of iteration 1 overflows the weights; SIGINT arrives before iteration 2
     looks at its loss. The non-finite weights must not replace the checkpoint."""
     trainer = Trainer(_small_config(lr=1e300, momentum=0.0), tmp_path / "run")
-    _interrupt_at(trainer, 1, signal.SIGINT)
+    interrupt_at(trainer, 1, signal.SIGINT)
     with pytest.raises(TrainingError, match=r"the weights stopped being finite after iteration "
                                             r"1 .*training diverged: lower the learning rate"):
         trainer.run()

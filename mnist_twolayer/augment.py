@@ -87,7 +87,7 @@ class Distortions:
 
     def apply(self, x: np.ndarray, rng: np.random.Generator, background: float) -> np.ndarray:
         """The rows of ``x`` (flattened square images), each distorted by its own draw, as a new
-        array.
+        array (``x`` itself when the kind is none).
 
         Draw order (part of what makes a run reproducible): affine parameters, then the
         elastic fields, each for the whole batch.
@@ -120,7 +120,7 @@ class Distortions:
 
 
 def _side(x: np.ndarray) -> int:
-    side = math.isqrt(x.shape[1])
+    side = math.isqrt(x.shape[1]) if x.ndim == 2 else 0
     if x.ndim != 2 or side * side != x.shape[1]:
         raise ValueError(f"images must be (N, side * side), got {x.shape}")
     return side

@@ -217,7 +217,8 @@ def _run_predict(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"model": str(args.model), "predictions": results})
     elif prepared_paths is not None:
-        print(f"prepared images: {saved} written to {args.save_prepared}")
+        print(f"prepared images: {saved} written to {args.save_prepared}" if saved else
+              f"prepared images: none written ({args.save_prepared} not made)")
     return EXIT_USER_ERROR if failed else 0
 
 

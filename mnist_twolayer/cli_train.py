@@ -28,9 +28,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     _add_train(sub)
 
 
+_LIMIT_HELP = {  # (metavar, the distortions that read it, what it limits) for its --help
+    "max_shift": ("PIXELS", "shift and affine", "move by up to this much in y and x"),
+    "max_rotation": ("DEGREES", "affine", "rotate by up to this angle either way"),
+    "max_scale": ("FRACTION", "affine", "resize by up to this fraction either way"),
+    "max_shear": ("DEGREES", "affine", "slant by up to this angle either way"),
+    "elastic_alpha": ("PIXELS", "elastic", "scale of the displacement field"),
+    "elastic_sigma": ("PIXELS", "elastic", "width of the Gaussian that smooths it"),
+}
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from .augment import AUGMENTATIONS
-    from .config import PRESETS, SAMPLINGS, TrainConfig
+    from .config import AUGMENT_LIMITS, PRESETS, SAMPLINGS, TrainConfig
     from .gradient import ACTIVATIONS
     from .network import DTYPES, GRADIENT_METHODS, INITS
     from .optim import OPTIMIZERS, SCHEDULES
@@ -88,27 +98,15 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                         "validation accuracy; needs --val-size")
     p.add_argument("--eval-every", type=positive_int, metavar="N",
                    help="evaluate (and checkpoint) every N iterations (default: once an epoch)")
-    limits = TrainConfig()  # the defaults of the distortion limits, for the help
     p.add_argument("--augment", choices=AUGMENTATIONS,
                    help="distort every training digit afresh each time it is drawn")
-    p.add_argument("--max-shift", type=nonnegative_float, metavar="PIXELS",
-                   help=f"shift and affine: move by up to this much in y and x "
-                        f"(default {limits.max_shift:g})")
-    p.add_argument("--max-rotation", type=nonnegative_float, metavar="DEGREES",
-                   help=f"affine: rotate by up to this angle either way "
-                        f"(default {limits.max_rotation:g})")
-    p.add_argument("--max-scale", type=nonnegative_float, metavar="FRACTION",
-                   help=f"affine: resize by up to this fraction either way "
-                        f"(default {limits.max_scale:g})")
-    p.add_argument("--max-shear", type=nonnegative_float, metavar="DEGREES",
-                   help=f"affine: slant by up to this angle either way "
-                        f"(default {limits.max_shear:g})")
-    p.add_argument("--elastic-alpha", type=nonnegative_float, metavar="PIXELS",
-                   help=f"elastic: scale of the displacement field "
-                        f"(default {limits.elastic_alpha:g})")
-    p.add_argument("--elastic-sigma", type=positive_float, metavar="PIXELS",
-                   help=f"elastic: width of the Gaussian that smooths it "
-                        f"(default {limits.elastic_sigma:g})")
+    defaults = TrainConfig()
+    for name, low, high, unit in AUGMENT_LIMITS:  # the ranges config checks, stated in the help
+        metavar, kinds, what = _LIMIT_HELP[name]
+        p.add_argument("--" + name.replace("_", "-"), metavar=metavar,
+                       type=positive_float if low > 0 else nonnegative_float,
+                       help=f"{kinds}: {what}, in [{low:g}, {high:g}] {unit} "
+                            f"(default {getattr(defaults, name):g})")
     p.add_argument("--augment-shift", type=number(int, "an integer", 0, strict=False, high=4),
                    metavar="N", help="the older spelling of --augment shift --max-shift N (0..4)")
     p.add_argument("--no-standardize", dest="standardize", action="store_const", const=False,

@@ -166,11 +166,13 @@ _AUGMENT_SETTINGS = {"shift": {"max_shift"},
 
 def _legacy_augment(values: dict[str, Any]) -> dict[str, Any]:
     """A config saved before 2026-11-24 had ``augment_shift`` (pixels, 0 for none) where it now
-    has ``augment`` and ``max_shift``: read it as what it meant."""
+    has ``augment`` and ``max_shift``: read it as what it meant. A run without shifts keeps the
+    default ``max_shift``, as ``--augment-shift 0`` gives today, so that nothing reads it as a
+    changed setting."""
     if "augment_shift" not in values or "augment" in values:
         return values
     shift = values.pop("augment_shift")
-    values.update(augment="shift" if shift else "none", max_shift=shift)
+    values.update(augment="shift" if shift else "none", **({"max_shift": shift} if shift else {}))
     return values
 
 

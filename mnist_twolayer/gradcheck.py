@@ -27,7 +27,12 @@ import numpy as np
 
 from .error_bounds import TORCH_ULP, five_point_step_error, gamma, two_layer_bounds
 from .errors import ConfigError
-from .gradient import ACTIVATIONS, ORDERS, two_layer_numerical_gradient
+from .gradient import (
+    ACTIVATIONS,
+    ORDERS,
+    stencil_rounding_gains,
+    two_layer_numerical_gradient,
+)
 from .network import NUMERICAL_METHODS, PARAM_NAMES, TwoLayerNet
 
 logger = logging.getLogger(__name__)
@@ -203,7 +208,9 @@ def nditer_loss_rounding(cfg: Mapping[str, Any]) -> tuple[int, float]:
     """(N, gamma_N max(|L|, 1)): how far each loss the nditer loop computes may be off. N counts
     the rounded operations along the forward pass's longest chain (the input, hidden and output
     sums, the batch mean, a few for exp and log), the terms summed being at most max(|L|, 1) in
-    size at the book's init."""
+    size. That size is a model of the book's init (the net gradcheck always builds), not a
+    bound for any weights: error_bounds.two_layer_bounds derives a tighter one from the
+    weights themselves (about 7 times smaller here), which the tests hold this model against."""
     chain = cfg["input_size"] + cfg["hidden"] + cfg["output_size"] + cfg["batch"] + 4
     return chain, gamma(chain, cfg["dtype"]) * max(abs(cfg["loss"]), 1.0)
 
@@ -224,7 +231,8 @@ def pair_tolerance(a: str, b: str, cfg: Mapping[str, Any]) -> float:
         # within gamma_N max(|L|, 1), over 2h; the vectorized path computes each difference
         # directly (error ~eps of the difference), and both apply the same rounded steps, up to
         # eps / h relative.
-        return nditer_loss_rounding(cfg)[1] / cfg["h"] + eps / cfg["h"]
+        constant_gain = stencil_rounding_gains(cfg["order"])[0]
+        return constant_gain * nditer_loss_rounding(cfg)[1] / cfg["h"] + eps / cfg["h"]
     if is_numerical(a) or is_numerical(b):
         raise ValueError(f"{a} vs {b} is held per parameter: see numerical_tolerances")
     return ANALYTIC_TOLERANCE[cfg["dtype"]]
@@ -283,15 +291,17 @@ def numerical_tolerances(net: TwoLayerNet, x: np.ndarray, t: np.ndarray, gradien
                                                    activation=activation).gradient
     eps = float(np.finfo(dtype).eps)
     loss_rounding = nditer_loss_rounding(cfg)[1]
+    constant_gain, step_gain = stencil_rounding_gains(order)  # 1 and 1 for order 2
     tolerances = {}
     for a, b in pairs:
         analytic, numerical = (b, a) if is_numerical(a) else (a, b)
         for name in PARAM_NAMES:
             g = np.abs(np.asarray(gradients[analytic][name], np.float64))
             if numerical == "numerical_nditer":  # and its last division
-                rounding = loss_rounding / h + eps * g
-            else:
-                rounding = in64.vectorized[name] + (eps / 2 * g if dtype != "float64" else 0)
+                rounding = constant_gain * loss_rounding / h + eps * g
+            else:  # (the gain also scales the forward values' part, which it need not)
+                rounding = (step_gain * in64.vectorized[name]
+                            + (eps / 2 * g if dtype != "float64" else 0))
             steps = (in_dtype.difference[name] if order == 2 else  # steps rounded in dtype
                      five_point_step_error(net.params[name], g, h))
             bound = np.broadcast_to(analytic_error[analytic][name] + steps + rounding, g.shape)

@@ -258,9 +258,9 @@ class Trainer:
         background = (0.0 - self.data.mean) / self.data.std
         if self.state.iteration == 0:
             self.save_checkpoint()
-            if self.distortions.kind != "none":  # what the net will see, before it sees it
-                self._plot_augmentation(background)
         with self._signals():  # a signal during the final writes waits for them to be whole
+            if self.state.iteration == 0 and self.distortions.kind != "none":
+                self._plot_augmentation(background)  # what the net will see, before it does
             self._train(background)
             return self.finish()
 

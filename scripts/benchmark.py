@@ -617,7 +617,8 @@ def bench_augmentation(epochs: int, tmp: Path, train_size: int | None) -> dict[s
     for name, augment in (("plain", "none"), ("augmented", record["augment"])):
         log(f"record preset, {epochs} epochs, augment {augment}")
         trainer = Trainer(config_from_preset("record", epochs=epochs, augment=augment,
-                                             train_size=train_size), tmp / f"aug-{name}")
+                                             train_size=train_size), tmp / f"aug-{name}",
+                          quiet=True)
         trainer.run()
         seconds = [e["seconds"] for e in trainer.state.history["epochs"]]
         runs[name] = min(b - a for a, b in zip([0.0, *seconds], seconds, strict=False))

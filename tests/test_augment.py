@@ -199,9 +199,9 @@ def test_the_gaussian_matrix_smooths_like_a_normalized_gaussian_kernel():
     g = gaussian_matrix(SIDE, 4.0)
     assert np.array_equal(g, g.T)
     kernel = np.exp(-0.5 * (np.arange(-60, 61) / 4.0) ** 2)
-    assert g[14, 14] == pytest.approx(1 / kernel.sum(), rel=1e-12)
+    assert g[14, 14] == pytest.approx(1 / kernel.sum(), rel=1e-12, abs=0)
     assert g[14].sum() == pytest.approx(1.0, abs=2e-3)  # all but the tails beyond the border
-    assert g[14, 18] / g[14, 14] == pytest.approx(math.exp(-0.5), rel=1e-12)
+    assert g[14, 18] / g[14, 14] == pytest.approx(math.exp(-0.5), rel=1e-12, abs=0)
 
 
 # --- against a slow per-image reference ---
@@ -320,9 +320,9 @@ def test_distortions_describe_themselves():
 
 
 def small_augmented_config(**overrides):
-    """The mini dataset (500 training digits, 100 held out), batches of 50: 10 iterations an
-    epoch, with momentum, a validation split and both distortions, so every draw of the batches
-    and of the distortions is in play."""
+    """The mini dataset (600 training digits: 500 to train on, 100 held out), batches of 50:
+    10 iterations an epoch, with momentum, a validation split and both distortions, so every
+    draw of the batches and of the distortions is in play."""
     values = dict(dataset="mini", hidden=8, batch_size=50, epochs=3, val_size=100, seed=11,
                   augment="affine+elastic")
     values.update(overrides)

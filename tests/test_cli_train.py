@@ -188,7 +188,7 @@ def test_predict_save_prepared_makes_no_folder_when_no_image_is_prepared(trained
     assert main(["predict", str(trained / "model.npz"), str(bad), str(tmp_path / "none.png"),
                  "--save-prepared", str(out)]) == 2
     captured = capsys.readouterr()
-    assert captured.out == f"prepared images: 0 written to {out}\n"
+    assert captured.out == f"prepared images: none written ({out} not made)\n"
     assert captured.err.count("\nerror: ") == 1 and captured.err.startswith("error: ")
     assert not out.exists()
 

@@ -224,12 +224,13 @@ def test_each_distortion_takes_its_own_limits():
     assert config_from_preset("best").distortions().max_shift == 2
 
 
-@pytest.mark.parametrize("shift, kind", [(2, "shift"), (0, "none")])
-def test_a_config_saved_before_augment_existed_reads_as_it_meant(shift, kind):
+@pytest.mark.parametrize("shift, kind, max_shift", [(3, "shift", 3), (0, "none", 2.0)])
+def test_a_config_saved_before_augment_existed_reads_as_it_meant(shift, kind, max_shift):
+    """Without shifts, max_shift stays the default, as --augment-shift 0 leaves it today."""
     old = {k: v for k, v in config_from_preset("best").to_dict().items()
            if k not in NEW_SETTINGS}
     config = TrainConfig.from_dict({**old, "augment_shift": shift})
-    assert (config.augment, config.max_shift) == (kind, shift)
+    assert (config.augment, config.max_shift) == (kind, max_shift)
     config.validate()
 
 

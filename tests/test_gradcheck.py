@@ -13,6 +13,7 @@ from tolerances import EPS64, gamma, relative_error_bound, two_layer_bounds
 
 from mnist_twolayer import gradcheck
 from mnist_twolayer.cli import main
+from mnist_twolayer.error_bounds import five_point_step_error
 from mnist_twolayer.errors import ConfigError
 from mnist_twolayer.gradcheck import (
     INCONCLUSIVE_AT,
@@ -25,6 +26,7 @@ from mnist_twolayer.gradcheck import (
     relative_error,
     run_gradcheck,
 )
+from mnist_twolayer.gradient import stencil_rounding_gains
 from mnist_twolayer.network import TwoLayerNet
 from mnist_twolayer.plots import plot_gradcheck
 
@@ -39,7 +41,7 @@ def test_relative_error():
     assert relative_error(np.zeros(3), np.zeros(3)) == 0.0
     # 4 + 1e-9 rounds by up to u 4 = 4.4e-16, 4.4e-7 of the 1e-9; the norms round a few times
     assert relative_error(a, a + [0.0, 1e-9]) == pytest.approx(
-        1e-9 / 10, rel=EPS64 / 2 * 4 / 1e-9 + gamma(8))
+        1e-9 / 10, rel=EPS64 / 2 * 4 / 1e-9 + gamma(8), abs=0)
 
 
 def test_parse_methods():
@@ -200,7 +202,7 @@ def test_each_pair_gets_a_verdict_against_the_tolerance_it_is_held_to(small_resu
         if pair in uniform:
             assert verdict.measure == uniform[pair][0]
             assert [c.tolerance for c in pair_comparisons] == [
-                pytest.approx(uniform[pair][1])] * 4
+                pytest.approx(uniform[pair][1], rel=1e-12, abs=0)] * 4
         else:  # held per parameter (test_tolerances_per_parameter says to what)
             assert verdict.measure == "rel_error"
         # the binding parameter is the one nearest its own tolerance
@@ -221,6 +223,33 @@ def test_each_pair_gets_a_verdict_against_the_tolerance_it_is_held_to(small_resu
     assert "2 losses within gamma_813 |L| over 2h" in lines[-2]
 
 
+def test_the_five_point_stencil_amplifies_rounding_by_its_weights(mnist, small_bounds):
+    """(8 (f(h) - f(-h)) - (f(2h) - f(-2h))) / 12h: losses off by e each give at most
+    (8 + 8 + 1 + 1) e / 12h = 3/2 e / h, against e / h for (f(h) - f(-h)) / 2h; loss changes
+    off by r |s| each give (8 h + 8 h + 2h + 2h) r / 12h = 5/3 r, against r. At order 4 the
+    vectorized path's rounding bound is scaled by that 5/3."""
+    assert stencil_rounding_gains(2) == (1.0, 1.0)
+    assert stencil_rounding_gains(4) == (pytest.approx(3 / 2, rel=1e-15, abs=0),
+                                         pytest.approx(5 / 3, rel=1e-15, abs=0))
+    (x_train, t_train), _ = mnist
+    # a step where the h^4 estimate vanishes; b2 (0, so its steps are exact) is then held by
+    # the rounding terms alone, where the gain shows (at h = 3e-4 the estimate would hide it);
+    # abs=0: pytest.approx's default abs of 1e-12 would pass any tolerance this small
+    result = run_gradcheck(x_train[:5], t_train[:5], hidden=10, seed=0, order=4, h=1e-9,
+                           methods=parse_methods("backprop,numerical_vectorized"))
+    h, net = result.config["h"], TwoLayerNet(784, 10, 10, seed=0)
+    bounds = two_layer_bounds(net.params, x_train[:5].astype(np.float64), t_train[:5], h=h)
+    for param in ("W1", "b1", "W2", "b2"):
+        bp, c = result.gradients["backprop"][param], result.find("backprop",
+                                                                 "numerical_vectorized", param)
+        bound = (bounds.gradient[param] + five_point_step_error(net.params[param], np.abs(bp), h)
+                 + 5 / 3 * bounds.vectorized[param])
+        expected = relative_error_bound(bound, bp, result.gradients["numerical_vectorized"][
+            param]) + gradcheck.TRUNCATION_ORDER_4 * (h / STEPS[4]) ** 4
+        assert c.tolerance == pytest.approx(expected, rel=1e-12, abs=0)
+        assert c.rel_error <= c.tolerance
+
+
 def test_tolerances_per_parameter(small_result, small_bounds):
     """A numerical path against backprop is held, parameter by parameter, to the norm of the
     sum of the bounds on what each may be off by entrywise (tolerances.two_layer_bounds), over
@@ -239,7 +268,7 @@ def test_tolerances_per_parameter(small_result, small_bounds):
             c = small_result.find("backprop", numerical, param)
             bound = b.gradient[param] + b.difference[param] + rounding
             assert c.tolerance == pytest.approx(
-                relative_error_bound(bound, bp, g[numerical][param]), rel=1e-12)
+                relative_error_bound(bound, bp, g[numerical][param]), rel=1e-12, abs=0)
             assert c.rel_error <= c.tolerance
     # nditer's loss rounding over h dominates its W1 tolerance: sqrt(7840) entries at up to
     # gamma_813 max(|L|, 1) / h each, against W1's small gradient norm
@@ -290,7 +319,7 @@ def test_a_w1_gradient_off_by_1e_6_relative_disagrees_at_the_default_step(mnist,
     result = gradcheck_mnist(methods=["backprop", "numerical_vectorized"])
     verdict, = result.verdicts()
     assert (verdict.state, verdict.param) == ("DISAGREE", "W1")
-    assert verdict.worst == pytest.approx(1e-6 / 2, rel=1e-3)  # ||d a|| / (2 ||a||)
+    assert verdict.worst == pytest.approx(1e-6 / 2, rel=1e-3, abs=0)  # ||d a|| / (2 ||a||)
     assert verdict.tolerance < 1e-8
 
 
@@ -438,7 +467,9 @@ def test_cli_float32_paths_agree_to_float32_rounding(capsys, mnist):
     assert main(argv) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines()]
     shown = {row[2]: float(row[3]) for row in rows if row[:2] == ["backprop", "autograd"]}
-    assert shown == pytest.approx(errors, rel=5e-4)  # the table prints 4 significant digits
+    # the table prints 4 significant digits; abs=0, or approx's default 1e-12 would pass any
+    # pair of errors this small
+    assert shown == pytest.approx(errors, rel=5e-4, abs=0)
 
 
 @pytest.mark.parametrize(("argv", "message"), [

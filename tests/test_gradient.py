@@ -313,7 +313,7 @@ def test_truncation_error_falls_as_h_to_the_order(activation, order):
 
     # error = C h^order (1 + O(h^2)): the next Taylor term moves the ratio by well under 1% at
     # h = 1e-2 with these O(1) weights; rounding (~1e-16 relative) is far below both errors
-    assert error(coarse) / error(fine) == pytest.approx(2.0**order, rel=1e-2)
+    assert error(coarse) / error(fine) == pytest.approx(2.0**order, rel=1e-2, abs=0)
 
 
 def test_bad_order_or_activation_is_refused():
@@ -350,7 +350,7 @@ def test_vectorized_returns_the_loss_and_the_parameter_dtype(activation):
                               + in64.vectorized[name] + EPS32 / 2 * np.abs(backprop[name]))
             continue
         # the loss in float64 vs the net's float32 forward pass: float32 rounding, ~1e-7
-        assert result.loss == pytest.approx(net.loss(x, t), rel=1e-6)
+        assert result.loss == pytest.approx(net.loss(x, t), rel=1e-6, abs=0)
         for name in net.params:
             # the float32 steps (p + h rounded to float32: ~1e-7 / 1e-4 = 1e-3 relative)
             np.testing.assert_allclose(result.grads[name], backprop[name], rtol=1e-3,

@@ -93,8 +93,8 @@ def test_init_scales(init, std1, std2):
     """A sample std of n normals is off by ~std / sqrt(2n): 0.25% for W1's 78400 (3% is 12 of
     those), 2.2% for W2's 1000 (10% is 4.5)."""
     net = TwoLayerNet(784, 100, 10, init=init, seed=0)
-    assert net.params["W1"].std() == pytest.approx(std1, rel=0.03)
-    assert net.params["W2"].std() == pytest.approx(std2, rel=0.1)
+    assert net.params["W1"].std() == pytest.approx(std1, rel=0.03, abs=0)
+    assert net.params["W2"].std() == pytest.approx(std2, rel=0.1, abs=0)
 
 
 @pytest.mark.parametrize("kwargs", [{"init": "uniform"}, {"dtype": np.int32},
@@ -265,7 +265,7 @@ def test_float32_backprop_and_autograd_stay_float32_and_match_float64(batch100, 
         # ReLU: float32 rounding (6e-8) grown by sums of up to 784 terms, ~1e-6 relative at
         # worst for the loss; two more products for the gradients (a pre-activation within
         # float32 rounding of 0, which could flip the mask, is ~1e-6 likely per unit here)
-        assert loss32 == pytest.approx(net64.loss(x, t), rel=1e-6)
+        assert loss32 == pytest.approx(net64.loss(x, t), rel=1e-6, abs=0)
         for name in PARAMS:
             assert relative_error(g32[name], g64[name]) < 1e-5
 

@@ -105,7 +105,7 @@ def test_loss_figure_draws_every_iteration_its_average_and_each_evaluation(tmp_p
     np.testing.assert_array_equal(drawn["minibatch loss"][1], losses)
     average = drawn["minibatch loss, moving average of 10"]
     np.testing.assert_array_equal(average[1], moving_average(losses, 10))
-    assert average[1][9] == pytest.approx(losses[:10].mean(), rel=1e-15)  # 10 terms, no exp
+    assert average[1][9] == pytest.approx(losses[:10].mean(), rel=1e-15, abs=0)  # 10 terms, no exp
     for split, label in (("val", "validation"), ("test", "test")):
         x, y = drawn[f"{label} loss (per evaluation)"]
         np.testing.assert_array_equal(x, column(history, "iteration"))

@@ -103,7 +103,7 @@ def test_a_finished_run_extended_starts_a_new_cosine_cycle(mini_env, tmp_path, c
     # cycle 2 (restarted from 0.2, the default preset's lr) over 24..48
     expected = [cosine(0.2, 0, 24, 11), cosine(0.2, 0, 24, 23), cosine(0.2, 24, 48, 35),
                 cosine(0.2, 24, 48, 47)]
-    assert [r["lr"] for r in history["epochs"]] == pytest.approx(expected, rel=1e-15)
+    assert [r["lr"] for r in history["epochs"]] == pytest.approx(expected, rel=1e-15, abs=0)
     assert json.loads((run / "config.json").read_text())["epochs"] == 4
     metrics = json.loads((run / "metrics.json").read_text())
     assert (metrics["iterations"], metrics["epochs"]) == (48, 4)
@@ -117,7 +117,7 @@ def test_an_unfinished_run_extended_stretches_its_cycle(mini_env, tmp_path):
     trainer.run()
     records = trainer.state.history["epochs"]
     assert [r["lr"] for r in records] == pytest.approx(
-        [cosine(0.2, 0, 36, i) for i in (11, 23, 35)], rel=1e-15)
+        [cosine(0.2, 0, 36, i) for i in (11, 23, 35)], rel=1e-15, abs=0)
 
 
 def test_a_budget_that_ends_before_the_run_is_refused(mini_env, tmp_path, capsys):

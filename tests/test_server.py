@@ -428,10 +428,13 @@ def test_concurrent_clients_each_get_their_own_answer(server, mnist, tmp_path):
 
 def start_serve(*args: str, cwd: Path, env: dict[str, str] | None = None
                 ) -> tuple[subprocess.Popen, str, str]:
-    """Start `serve ... --port 0`; return the process, the line it printed and its URL."""
+    """Start `serve ... --port 0`; return the process, the line it printed and its URL. Its
+    SIGINT is reset to the default first: pytest started in the background of a script
+    inherits SIGINT ignored, and Python then never turns Ctrl-C into KeyboardInterrupt."""
     process = subprocess.Popen([sys.executable, "-m", "mnist_twolayer", "serve", *args,
                                 "--port", "0"], cwd=cwd, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=env)
+                               stderr=subprocess.PIPE, text=True, env=env,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     line = process.stdout.readline()
     if not line:
         process.kill()

@@ -123,6 +123,8 @@ def test_gradient_descent_returns_the_path_on_request_and_leaves_init_x_alone():
     ints = gradient_descent(sum_of_squares, [-3, 4], lr=0.1, step_num=20)
     assert ints.dtype == np.float64
     np.testing.assert_array_equal(ints, x)
+    floats = gradient_descent(sum_of_squares, np.array([-3, 4], np.float32), lr=0.1, step_num=20)
+    assert floats.dtype == np.float32  # a float dtype is kept, only integers become float64
 
 
 def test_a_gradient_returning_inside_its_loop_moves_only_the_first_coordinate(monkeypatch):
@@ -278,6 +280,26 @@ def five_point_loop(net: TwoLayerNet, x: np.ndarray, t: np.ndarray, h: float
             grad[idx] = (losses[0] - 8 * losses[1] + 8 * losses[2] - losses[3]) / (12 * h)
         grads[name] = grad
     return grads
+
+
+def test_kinks_follow_the_rounded_steps_and_landing_on_0_is_the_flat_side():
+    """A float32 b1 of 1 moved by h = 1e-3 goes to float32(1.001) and float32(0.999): steps of
+    +16778 u and -16777 u (u = 2^-24), not +-h. Hidden unit 0's pre-activation a = 16778 u
+    is more than the step down, so neither step takes it to 0 or below: no kink (with the steps
+    mirrored it would be one). Unit 1's a = -16778 u is moved up exactly to 0, which is ReLU's
+    flat side (the Relu layer's mask is x <= 0): no kink either. The same holds for the W1
+    entries (x = 1), whose float32 steps are +-16777 u and +16778 u, -16778 u."""
+    u = 2.0**-24
+    f32 = np.float32
+    params = {"W1": np.array([[-(1 - 16778 * u), -(1 + 16778 * u)]], dtype=f32),
+              "b1": np.ones(2, dtype=f32), "W2": np.eye(2, dtype=f32), "b2": np.zeros(2, f32)}
+    x = np.ones((1, 1))
+    a = x @ params["W1"].astype(np.float64) + params["b1"]
+    np.testing.assert_array_equal(a, [[16778 * u, -16778 * u]])  # exact: Sterbenz
+    steps = (np.float64(f32(f32(1) + f32(1e-3))) - 1, np.float64(f32(f32(1) - f32(1e-3))) - 1)
+    assert steps == (16778 * u, -16777 * u)
+    result = two_layer_numerical_gradient(params, x, np.array([0]), 1e-3, activation="relu")
+    assert result.kink_counts == {"W1": 0, "b1": 0, "W2": 0, "b2": 0}
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "relu"])

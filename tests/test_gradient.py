@@ -12,6 +12,7 @@ from conftest import mnist_batch
 from tolerances import (
     EPS32,
     EPS64,
+    SIGMOID_D2,
     assert_within,
     central_difference_error,
     gamma,
@@ -337,11 +338,51 @@ def test_truncation_error_falls_as_h_to_the_order(activation, order):
     assert error(coarse) / error(fine) == pytest.approx(2.0**order, rel=1e-2)
 
 
+def test_logits_thousands_apart_between_samples_give_finite_differences():
+    """Each sample's logits are shifted by their own max: sample 0's are (2000, 0), sample
+    1's (0, 0). Shifted by the batch's max, sample 1's exps underflow to 0 (log 0, 0 / 0);
+    not shifted down, sample 0's overflow."""
+    params = {"W1": np.ones((1, 1)), "b1": np.zeros(1), "W2": np.array([[2.0, 0.0]]),
+              "b2": np.zeros(2)}
+    x = np.array([[1000.0], [0.0]])
+    h = 1e-4
+    result = two_layer_numerical_gradient(params, x, np.array([0, 0]), h, activation="relu")
+    # sample 0's loss is log(1 + e^-2000) = 0 in float64, sample 1's log 2: the mean is log(2)
+    # / 2 to the rounding of exp, the sum, log and the mean (a few eps)
+    assert result.loss == pytest.approx(np.log(2) / 2, rel=4 * EPS64)
+    # d loss / d b2 = mean(p - onehot) = ((0, 0) + (-1/2, 1/2)) / 2; b2 = 0 is moved exactly,
+    # log-sum-exp's third derivative is at most SIGMOID_D2 / 2 (the mean of two samples), and
+    # the loss changes are computed to a few eps of ~h
+    assert_within(result.grads["b2"], [-0.25, 0.25],
+                  central_difference_error(h, SIGMOID_D2 / 2, 4 * EPS64 * h))
+    assert all(np.isfinite(g).all() for g in result.grads.values())
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "relu"])
+def test_a_float32_parameter_is_taken_in_float64(activation):
+    """The closed forms run in float64 whatever the parameters' dtypes: with W2 in float32,
+    the gradients of the float64 parameters (whose steps are the same) are those of W2's
+    float64 copy, bit for bit. W2's entries 1 and 2^-30 differ by 1 - 2^-30, which float32
+    cannot hold: a difference taken in float32 would show."""
+    rng = np.random.default_rng(3)
+    params = {"W1": rng.standard_normal((6, 2)), "b1": rng.standard_normal(2),
+              "W2": np.array([[1.0, 2.0**-30, -0.5], [2.0**-30, 1.0, 0.25]]),
+              "b2": rng.standard_normal(3)}
+    x, t = rng.random((4, 6)), np.array([0, 1, 2, 1])
+    expected = two_layer_numerical_gradient(params, x, t, activation=activation)
+    result = two_layer_numerical_gradient({**params, "W2": params["W2"].astype(np.float32)}, x,
+                                          t, activation=activation)
+    assert result.loss == expected.loss
+    for name in ("W1", "b1", "b2"):
+        np.testing.assert_array_equal(result.grads[name], expected.grads[name], err_msg=name)
+
+
 def test_bad_order_or_activation_is_refused():
     net, x, t = dense_problem("sigmoid")
     with pytest.raises(ValueError, match="order must be one of 2, 4, not 3"):
         two_layer_numerical_gradient(net.params, x, t.argmax(axis=1), order=3)
-    with pytest.raises(ValueError, match="unknown activation 'tanh'"):
+    with pytest.raises(ValueError,
+                       match="^unknown activation 'tanh'; choose one of sigmoid, relu$"):
         two_layer_numerical_gradient(net.params, x, t.argmax(axis=1), activation="tanh")
 
 

@@ -134,6 +134,17 @@ def test_predict_loss_accuracy_and_evaluate_agree(mnist):
         assert acc == accuracy
 
 
+def test_evaluate_on_one_sample_and_what_it_refuses():
+    net = TwoLayerNet(4, 3, 2, seed=0)
+    x, t = np.array([[0.5, 0.0, 1.0, 0.25]]), np.array([1])
+    # one chunk of one sample: the same sums as loss and accuracy
+    assert net.evaluate(x, t) == (net.loss(x, t), net.accuracy(x, t))
+    with pytest.raises(ValueError, match="^cannot evaluate on an empty data set$"):
+        net.evaluate(x[:0], t[:0])
+    with pytest.raises(ConfigError, match="^batch_size must be a positive integer, not 0$"):
+        net.evaluate(x, t, batch_size=0)
+
+
 def test_relu_forward_is_max_0_between_the_affine_layers(batch100):
     x, t = batch100
     net = TwoLayerNet(784, 30, 10, init="he", seed=4, activation="relu")
@@ -442,15 +453,19 @@ def write(tmp_path, arrays: dict[str, np.ndarray], allow_pickle: bool = False):
     (lambda a: a.update(b2=np.array([1.0, np.inf, 0.0])), "b2 contains NaN or infinite"),
     (lambda a: a.update(format_version=np.array(3)),
      "format version 3 is not supported \\(this version reads 1 to 2\\)"),
+    (lambda a: [a.pop(key) for key in ("b1", "W2")], "missing b1, W2;"),
     (lambda a: a.update(format_version=np.array(2)) or a.pop("activation"),
-     "missing activation"),
-    (lambda a: a.update(activation=np.array("tanh")), "activation 'tanh' is not one of sigmoid"),
+     ": missing activation;"),
+    (lambda a: a.update(activation=np.array("tanh")),
+     "activation 'tanh' is not one of sigmoid, relu;"),
     (lambda a: a.update(activation=np.array(["relu"])), "activation"),
     (lambda a: a.update(format_version=np.array("1")), "format_version is not an integer"),
     (lambda a: a.update(sizes=np.array([6, 4])), "sizes must be 3 positive integers"),
+    (lambda a: a.update(sizes=np.array([6, 0, 3])),
+     r"sizes must be 3 positive integers, got array\(\[6, 0, 3\]\)"),
     (lambda a: a.update(dtype=np.array("float16")), "'float16' is not float32 or float64"),
     (lambda a: a.update(metadata=np.array("{not json")), "metadata is not valid JSON"),
-    (lambda a: a.update(metadata=np.array("[1, 2]")), "metadata is not a JSON object"),
+    (lambda a: a.update(metadata=np.array("[1, 2]")), ": metadata is not a JSON object;"),
 ])
 def test_load_names_what_is_wrong(tmp_path, change, message):
     arrays = saved_arrays(tmp_path)
@@ -459,6 +474,29 @@ def test_load_names_what_is_wrong(tmp_path, change, message):
     with pytest.raises(CheckpointError, match=message) as info:
         TwoLayerNet.load(path)
     assert str(path) in str(info.value)
+
+
+def test_a_net_of_size_1_everywhere_round_trips(tmp_path):
+    net = TwoLayerNet(1, 1, 1, seed=0)
+    net.save(tmp_path / "m.npz")
+    loaded = TwoLayerNet.load(tmp_path / "m.npz")
+    for name in PARAMS:
+        np.testing.assert_array_equal(loaded.params[name], net.params[name])
+
+
+def test_load_of_a_single_npy_says_it_is_not_a_saved_model(tmp_path):
+    path = tmp_path / "w.npz"
+    path.write_bytes(_npy(np.zeros(3)))
+    with pytest.raises(CheckpointError) as info:
+        TwoLayerNet.load(path)
+    assert str(info.value) == f"{path}: holds a single .npy array, not a saved model (.npz)"
+
+
+def test_save_logs_what_it_wrote(tmp_path, caplog):
+    with caplog.at_level("INFO", logger="mnist_twolayer.network"):
+        TwoLayerNet(4, 3, 2, seed=0).save(tmp_path / "m.npz")
+    assert caplog.messages == [f"saved TwoLayerNet(4, 3, 2, activation='sigmoid', "
+                               f"dtype=float64) to {tmp_path / 'm.npz'}"]
 
 
 def test_load_refuses_object_arrays(tmp_path):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +22,7 @@ from mnist_twolayer.functions import softmax, softmax_cross_entropy
 from mnist_twolayer.gradcheck import relative_error
 from mnist_twolayer.gradient import two_layer_numerical_gradient
 from mnist_twolayer.network import PARAM_NAMES as PARAMS
-from mnist_twolayer.network import TwoLayerNet
+from mnist_twolayer.network import TwoLayerNet, check_net_settings, find_model
 
 
 @pytest.fixture(scope="module")
@@ -97,14 +99,63 @@ def test_init_scales(init, std1, std2):
     assert net.params["W2"].std() == pytest.approx(std2, rel=0.1)
 
 
-@pytest.mark.parametrize("kwargs", [{"init": "uniform"}, {"dtype": np.int32},
-                                    {"dtype": np.float16}, {"hidden_size": 0},
-                                    {"hidden_size": -1}, {"input_size": 2.5},
-                                    {"activation": "tanh"}, {"activation": "ReLU"}])
-def test_bad_settings_are_config_errors(kwargs):
+BAD_SETTINGS = [
+    ({"init": "uniform"}, "unknown init 'uniform'; choose one of normal, xavier, he"),
+    ({"dtype": np.int32}, "dtype must be float32 or float64, not int32"),
+    ({"dtype": np.float16}, "dtype must be float32 or float64, not float16"),
+    ({"dtype": "banana"}, "dtype must be float32 or float64, not 'banana'"),
+    ({"hidden_size": 0}, "hidden_size must be a positive integer, not 0"),
+    ({"hidden_size": -1}, "hidden_size must be a positive integer, not -1"),
+    ({"hidden_size": True}, "hidden_size must be a positive integer, not True"),
+    ({"input_size": 2.5}, "input_size must be a positive integer, not 2.5"),
+    ({"output_size": 0}, "output_size must be a positive integer, not 0"),
+    ({"activation": "tanh"}, "unknown activation 'tanh'; choose one of sigmoid, relu"),
+    ({"activation": "ReLU"}, "unknown activation 'ReLU'; choose one of sigmoid, relu"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), BAD_SETTINGS)
+def test_bad_settings_are_config_errors(kwargs, message):
     args = {"input_size": 4, "hidden_size": 3, "output_size": 2, **kwargs}
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError) as info:
         TwoLayerNet(**args)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(("kwargs", "message"),
+                         [case for case in BAD_SETTINGS
+                          if set(case[0]) <= {"hidden_size", "init", "dtype"}])
+def test_check_net_settings_refuses_what_the_net_would(kwargs, message):
+    """TrainConfig checks a run's net settings here before any data loads."""
+    args = {"hidden_size": 50, "init": "normal", "dtype": "float32", **kwargs}
+    with pytest.raises(ConfigError) as info:
+        check_net_settings(**args)
+    assert str(info.value) == message
+    check_net_settings(50, "he", np.float64)  # and lets good ones through
+
+
+def test_find_model_takes_a_file_a_run_folder_or_the_newest_run(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    for name, mtime in (("a", 100), ("b", 300), ("c", 200), ("e", 300)):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "model.npz").write_bytes(b"")
+        os.utime(runs / name / "model.npz", (mtime, mtime))
+    (runs / "d").mkdir()  # a run that never finished
+    (runs / "f" / "model.npz").mkdir(parents=True)  # a folder, however new, is no model
+    # the newest; of two equally new ones the later name
+    assert find_model(None, runs) == runs / "e" / "model.npz"
+    monkeypatch.chdir(tmp_path)
+    assert find_model(None) == Path("runs", "e", "model.npz")  # ./runs by default
+    assert find_model(runs / "c", runs) == runs / "c" / "model.npz"
+    assert find_model(tmp_path / "x.npz", runs) == tmp_path / "x.npz"  # a file, as given
+    with pytest.raises(ConfigError) as info:
+        find_model(runs / "d", runs)
+    assert str(info.value) == (f"{runs / 'd'} holds no model.npz; give a model.npz or the "
+                               f"folder of a finished run")
+    with pytest.raises(ConfigError) as info:
+        find_model(None, tmp_path / "none")
+    assert str(info.value) == (f"no model given and no {tmp_path / 'none'}/*/model.npz here; "
+                               f"train first: python -m mnist_twolayer train")
 
 
 # --- forward ---

@@ -254,9 +254,11 @@ def test_bad_inputs_are_value_errors():
         net.loss(np.zeros((4, 6)), np.array([0, 1]))
     with pytest.raises(ValueError, match="class indices"):
         net.loss(np.zeros((2, 6)), np.array([0.0, 1.0]))
-    with pytest.raises(ConfigError, match="method"):
+    with pytest.raises(ConfigError, match="^unknown gradient method 'finite'; choose one of "
+                                          "backprop, autograd, numerical$"):
         net.gradient(np.zeros((2, 6)), np.array([0, 1]), method="finite")
-    with pytest.raises(ConfigError, match="method"):
+    with pytest.raises(ConfigError, match="^unknown numerical method 'loop'; choose one of "
+                                          "nditer, vectorized$"):
         net.numerical_gradient(np.zeros((2, 6)), np.array([0, 1]), method="loop")
     with pytest.raises(ConfigError, match="order must be one of 2, 4, not 3"):
         net.numerical_gradient(np.zeros((2, 6)), np.array([0, 1]), order=3)
@@ -290,6 +292,26 @@ def test_backprop_buffers_are_reused_but_gradient_returns_copies(batch100):
     net.gradient(x[50:], t[50:])
     assert not np.array_equal(kept["W1"], net.gradient(x[50:], t[50:])["W1"])
     assert kept["W1"] is not net.layers["Affine1"].dW
+    # the first layer's input is the data: no one needs its gradient, so none is computed
+    assert net.layers["Affine1"].dx is None
+
+
+def test_the_layer_stack_holds_the_nets_own_parameters():
+    """As in the book, the layers work on the arrays in params, so a layer used directly
+    computes with the net's weights."""
+    net = TwoLayerNet(6, 4, 3, seed=0)
+    assert net.layers["Affine1"].W is net.params["W1"] and net.layers["Affine1"].b is \
+        net.params["b1"]
+    assert net.layers["Affine2"].W is net.params["W2"] and net.layers["Affine2"].b is \
+        net.params["b2"]
+
+
+def test_numerical_gradient_steps_by_1e_4_by_default(batch100):
+    net = TwoLayerNet(784, 5, 10, seed=0)
+    x, t = batch100[0][:3], batch100[1][:3]
+    default = net.numerical_gradient(x, t)
+    for name, grad in net.numerical_gradient(x, t, h=1e-4).items():
+        np.testing.assert_array_equal(default[name], grad)  # the same computation, bit for bit
 
 
 def test_backprop_sees_replaced_parameters(batch100):

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image, ImageDraw
 
-from mnist_twolayer.errors import ImageError
-from mnist_twolayer.images import image_to_mnist, load_image
+from mnist_twolayer.errors import ImageError, NoDigitError
+from mnist_twolayer.images import MAX_FILE_BYTES, _luminance, image_to_mnist, load_image
 from mnist_twolayer.preparation import STROKE_WIDTH, _label, _otsu, prepare_digit, stroke_width
 
 GRID = np.arange(28)
@@ -104,6 +104,71 @@ def test_sixteen_bit_greyscale_uses_the_full_range(digit, tmp_path: Path) -> Non
     assert Image.open(path).mode.startswith("I")
     assert load_image(path).max() == pytest.approx(1.0)
     np.testing.assert_allclose(image_to_mnist(path), reference(digit, tmp_path), atol=1e-5)
+
+
+def test_every_mode_becomes_grey_in_0_1_with_transparency_on_white() -> None:
+    """Transparent black, opaque black and opaque white, in each mode with an alpha channel
+    (straight, premultiplied, palette) or a transparent palette entry: 1, 0, 1. 8-bit grey
+    divides by 255, 16-bit by 65535, and 32-bit integers are clipped into that range."""
+    rgba = Image.fromarray(np.array([[[0, 0, 0, 0], [0, 0, 0, 255], [255, 255, 255, 255]]],
+                                    dtype=np.uint8))
+    pa = Image.new("PA", (3, 1))
+    pa.putpalette([0, 0, 0, 255, 255, 255])
+    for x, pixel in enumerate([(0, 0), (0, 255), (1, 255)]):
+        pa.putpixel((x, 0), pixel)
+    palette = Image.new("P", (3, 1))
+    palette.putpalette([0, 0, 0, 0, 0, 0, 255, 255, 255])
+    for x in range(3):
+        palette.putpixel((x, 0), x)
+    palette.info["transparency"] = 0
+    for im in (rgba, rgba.convert("RGBa"), rgba.convert("LA"), pa, palette):
+        out = _luminance(im)
+        assert out.dtype == np.float32
+        np.testing.assert_array_equal(out, [[1.0, 0.0, 1.0]], err_msg=im.mode)
+    grey = _luminance(Image.fromarray(np.array([[0, 51, 255]], dtype=np.uint8)))
+    assert grey.dtype == np.float32
+    np.testing.assert_array_equal(grey, [[0.0, np.float32(51) / np.float32(255), 1.0]])
+    deep = _luminance(Image.fromarray(np.array([[0, 13107, 65535]], dtype=np.uint16)))
+    assert deep.dtype == np.float32
+    np.testing.assert_array_equal(deep, np.float32([[0.0, 0.2, 1.0]]))  # 13107 = 65535 / 5
+    wide = Image.fromarray(np.array([[70000, -5, 13107, 65535]], dtype=np.int32))
+    assert wide.mode == "I"
+    np.testing.assert_array_equal(_luminance(wide), np.float32([[1.0, 0.0, 0.2, 1.0]]))
+
+
+def test_image_bytes_are_prepared_like_the_file(digit, tmp_path: Path) -> None:
+    """The digit pad's uploads: the same input as from the file, errors named "image" unless
+    a name is given."""
+    path = tmp_path / "digit.png"
+    user_picture(digit).save(path)
+    np.testing.assert_array_equal(image_to_mnist(path.read_bytes()), image_to_mnist(path))
+    with pytest.raises(ImageError) as info:
+        image_to_mnist(b"not a picture")
+    assert str(info.value) == "image: not an image (expected PNG or JPEG)"
+    with pytest.raises(ImageError) as info:
+        image_to_mnist(b"not a picture", name="upload")
+    assert str(info.value) == "upload: not an image (expected PNG or JPEG)"
+    Image.new("L", (40, 40), 200).save(tmp_path / "blank.png")
+    with pytest.raises(NoDigitError) as info:
+        image_to_mnist((tmp_path / "blank.png").read_bytes())
+    assert str(info.value) == ("image: no digit found: the image is blank (no ink on the "
+                               "background)")
+
+
+def test_unreadable_files_say_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "a.png"
+    path.write_bytes(b"x")
+    with pytest.raises(ImageError) as info:
+        load_image(path / "b.png")
+    assert str(info.value) == f"{path / 'b.png'}: cannot read the file (Not a directory)"
+
+    def denied(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Image, "open", denied)  # root reads any file: the refusal is injected
+    with pytest.raises(ImageError) as info:
+        load_image(path)
+    assert str(info.value) == f"{path}: cannot read the file (Permission denied)"
 
 
 def test_palette_image(digit, tmp_path: Path) -> None:
@@ -245,6 +310,13 @@ BAD_FILES = {
                     "decode it"),
     "over_limit": (lambda tmp: png_claiming(8000, 7000),
                    "{path}: image is 8000x7000 pixels (56 MP), more than the 50 MP allowed"),
+    # 60.500010 MP is rounded to 61 MP
+    "over_limit_rounded": (lambda tmp: png_claiming(7305, 8282),
+                           "{path}: image is 7305x8282 pixels (61 MP), more than the 50 MP "
+                           "allowed"),
+    # exactly 50 MP is allowed: decoded, and then the missing data is found
+    "at_limit": (lambda tmp: png_claiming(10000, 5000),
+                 "{path}: the image data is truncated or damaged"),
     "blank": (lambda tmp: _png_bytes(np.full((50, 50), 180, np.uint8), tmp),
               "{path}: no digit found: the image is blank (no ink on the background)"),
 }
@@ -285,6 +357,11 @@ def test_file_too_large_on_disk_is_refused_unread(tmp_path: Path) -> None:
     with pytest.raises(ImageError) as info:
         load_image(path)
     assert str(info.value) == f"{path}: file is 60.0 MB, more than the 50 MB allowed for an image"
+    with open(path, "wb") as handle:
+        handle.truncate(MAX_FILE_BYTES)  # exactly the limit: read, and found to be no image
+    with pytest.raises(ImageError) as info:
+        load_image(path)
+    assert str(info.value) == f"{path}: not an image (expected PNG or JPEG)"
 
 
 def test_formats_outside_the_list_are_not_tried(digit, tmp_path: Path) -> None:

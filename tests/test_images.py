@@ -17,7 +17,13 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image, ImageDraw
 
 from mnist_twolayer.errors import ImageError, NoDigitError
-from mnist_twolayer.images import MAX_FILE_BYTES, _luminance, image_to_mnist, load_image
+from mnist_twolayer.images import (
+    MAX_FILE_BYTES,
+    _luminance,
+    image_to_mnist,
+    load_image,
+    save_prepared,
+)
 from mnist_twolayer.preparation import STROKE_WIDTH, _label, _otsu, prepare_digit, stroke_width
 
 GRID = np.arange(28)
@@ -153,6 +159,31 @@ def test_image_bytes_are_prepared_like_the_file(digit, tmp_path: Path) -> None:
         image_to_mnist((tmp_path / "blank.png").read_bytes())
     assert str(info.value) == ("image: no digit found: the image is blank (no ink on the "
                                "background)")
+    # the limits a file has on disk, in memory
+    for data, message in [(b"", "image: empty (0 bytes), not an image"),
+                          (bytes(MAX_FILE_BYTES), "image: not an image (expected PNG or JPEG)"),
+                          (bytes(MAX_FILE_BYTES + 1),
+                           "image: 50.0 MB, more than the 50 MB allowed for an image")]:
+        with pytest.raises(ImageError) as info:
+            image_to_mnist(data)
+        assert str(info.value) == message
+
+
+def test_save_prepared_writes_the_grey_levels_as_an_8_bit_png(tmp_path: Path) -> None:
+    """What the network saw, as a picture: levels rounded to 0..255, anything outside [0, 1]
+    clipped, flat or 28x28 alike, written atomically."""
+    digit = np.zeros(784)
+    digit[:6] = [-0.5, 0.0, 0.2, 0.5, 1.0, 1.5]
+    path = save_prepared(digit, tmp_path / "seen.png")
+    assert path == tmp_path / "seen.png"
+    assert [p.name for p in tmp_path.iterdir()] == ["seen.png"]  # no temporary left
+    with Image.open(path) as im:
+        assert (im.format, im.mode, im.size) == ("PNG", "L", (28, 28))
+        pixels = np.asarray(im)
+    np.testing.assert_array_equal(pixels[0, :6], [0, 0, 51, 128, 255, 255])  # 127.5 -> 128
+    assert not pixels.ravel()[6:].any()
+    save_prepared(digit.reshape(28, 28), tmp_path / "square.png")
+    assert (tmp_path / "square.png").read_bytes() == path.read_bytes()
 
 
 def test_unreadable_files_say_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -185,6 +185,14 @@ def test_predict_loss_accuracy_and_evaluate_agree(mnist):
         assert acc == accuracy
 
 
+def test_evaluate_works_in_chunks_of_10000_by_default(mnist):
+    """10001 samples: a chunk of 10000 and one of 1, the very sums of batch_size=10000."""
+    (x_train, t_train), _ = mnist
+    net = TwoLayerNet(784, 20, 10, seed=0)
+    x, t = x_train[:10001], t_train[:10001]
+    assert net.evaluate(x, t) == net.evaluate(x, t, batch_size=10000)
+
+
 def test_evaluate_on_one_sample_and_what_it_refuses():
     net = TwoLayerNet(4, 3, 2, seed=0)
     x, t = np.array([[0.5, 0.0, 1.0, 0.25]]), np.array([1])

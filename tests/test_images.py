@@ -24,7 +24,15 @@ from mnist_twolayer.images import (
     load_image,
     save_prepared,
 )
-from mnist_twolayer.preparation import STROKE_WIDTH, _label, _otsu, prepare_digit, stroke_width
+from mnist_twolayer.preparation import (
+    STROKE_WIDTH,
+    _digit_mask,
+    _disk_filter,
+    _label,
+    _otsu,
+    prepare_digit,
+    stroke_width,
+)
 
 GRID = np.arange(28)
 
@@ -547,6 +555,46 @@ def test_otsu_threshold_is_the_middle_between_two_levels() -> None:
     values = np.concatenate([np.full(700, 0.2), np.full(300, 0.8)])
     # Every level from bin 51 (0.2) to bin 204 (0.8) separates them equally well: the middle.
     assert _otsu(values) == 0.5
+
+
+def ink_blocks(blocks: list[tuple[int, ...]], shape: tuple[int, int] = (400, 400)) -> np.ndarray:
+    """Ink strength 0 with rectangles (top, left, height, width[, level]) of ink (1 unless a
+    level is given)."""
+    ink = np.zeros(shape, np.float32)
+    for top, left, h, w, *level in blocks:
+        ink[top:top + h, left:left + w] = level[0] if level else 1.0
+    return ink
+
+
+def test_digit_mask_keeps_the_pieces_near_the_digit_and_drops_the_rest() -> None:
+    """The bar (100 x 10, stroke width 9.1, so pieces within 9 pixels touch it) is the digit.
+    Four large pieces (200 pixels, >= 15% of its ink) 31 pixels off above, below, left and
+    right join it: within half its size (100). A 4x4 piece whose corner is 9 rows and 9
+    columns off the bar's corner touches it (>= 1% of its ink); another 12 columns off is
+    neither touching nor large. Three large pieces beyond half the size of the digit that
+    grew to 180 x 90 stay out; one of them (1200 pixels of ink 0.7) has more pixels than the
+    bar but less ink. Transposed, the same holds across."""
+    bar = (150, 195, 100, 10)
+    large = [(110, 190, 10, 20), (280, 190, 10, 20), (160, 155, 20, 10), (200, 235, 20, 10)]
+    corner = (258, 213, 4, 4)
+    ink = ink_blocks([bar, *large, corner, (150, 216, 4, 4),  # gap 12, 16 pixels
+                      (0, 190, 10, 20), (160, 30, 20, 10), (330, 340, 60, 20, 0.7)])
+    assert _otsu(ink) < 0.7  # every piece is ink
+    expected = ink_blocks([bar, *large, corner])[110:290, 155:245] > 0
+    np.testing.assert_array_equal(_digit_mask(ink), expected)
+    np.testing.assert_array_equal(_digit_mask(np.ascontiguousarray(ink.T)), expected.T)
+
+
+def test_disk_filter_grows_and_shrinks_by_a_disk() -> None:
+    dot = np.zeros((7, 7), dtype=bool)
+    dot[3, 3] = True
+    plus = np.zeros((7, 7), dtype=bool)
+    plus[3, 2:5] = plus[2:5, 3] = True
+    np.testing.assert_array_equal(_disk_filter(dot, 1, grow=True), plus)
+    yy, xx = np.mgrid[-3:4, -3:4]
+    np.testing.assert_array_equal(_disk_filter(dot, 2, grow=True), yy**2 + xx**2 <= 4)
+    np.testing.assert_array_equal(_disk_filter(plus, 1, grow=False), dot)
+    np.testing.assert_array_equal(_disk_filter(plus, 0, grow=True), plus)
 
 
 def flood_fill_components(mask: np.ndarray) -> list[set[tuple[int, int]]]:

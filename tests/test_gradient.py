@@ -377,6 +377,18 @@ def test_a_float32_parameter_is_taken_in_float64(activation):
         np.testing.assert_array_equal(result.grads[name], expected.grads[name], err_msg=name)
 
 
+@pytest.mark.parametrize("activation", ["sigmoid", "relu"])
+def test_samples_with_a_single_lit_pixel_count_too(activation):
+    """W1's differences are summed over each sample's lit pixels: one pixel is enough."""
+    net = TwoLayerNet(5, 3, 2, weight_init_std=1.0, seed=4, activation=activation)
+    x = 0.7 * np.eye(5)[[0, 2, 4]]
+    t = np.array([0, 1, 1])
+    vectorized = net.numerical_gradient(x, t)
+    nditer = net.numerical_gradient(x, t, method="nditer")
+    assert np.abs(vectorized["W1"]).max() > 1e-3
+    assert np.max(np.abs(vectorized["W1"] - nditer["W1"])) <= NDITER_ATOL
+
+
 def test_bad_order_or_activation_is_refused():
     net, x, t = dense_problem("sigmoid")
     with pytest.raises(ValueError, match="order must be one of 2, 4, not 3"):

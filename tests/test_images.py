@@ -192,6 +192,12 @@ def test_save_prepared_writes_the_grey_levels_as_an_8_bit_png(tmp_path: Path) ->
     assert not pixels.ravel()[6:].any()
     save_prepared(digit.reshape(28, 28), tmp_path / "square.png")
     assert (tmp_path / "square.png").read_bytes() == path.read_bytes()
+    # float32 0.5 / 255 is a little above half a level (0.50000002 of it): 1, where float32
+    # arithmetic would round it to 0.5 and then to even, 0
+    small = np.zeros(784, dtype=np.float32)
+    small[0] = 0.5 / 255
+    with Image.open(save_prepared(small, tmp_path / "small.png")) as im:
+        assert np.asarray(im)[0, 0] == 1
 
 
 def test_unreadable_files_say_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

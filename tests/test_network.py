@@ -136,16 +136,16 @@ def test_check_net_settings_refuses_what_the_net_would(kwargs, message):
 
 def test_find_model_takes_a_file_a_run_folder_or_the_newest_run(tmp_path, monkeypatch):
     runs = tmp_path / "runs"
-    for name, mtime in (("a", 100), ("b", 300), ("c", 200), ("e", 300)):
+    for name, mtime in (("a", 300), ("b", 100), ("c", 300), ("e", 200)):
         (runs / name).mkdir(parents=True)
         (runs / name / "model.npz").write_bytes(b"")
         os.utime(runs / name / "model.npz", (mtime, mtime))
     (runs / "d").mkdir()  # a run that never finished
     (runs / "f" / "model.npz").mkdir(parents=True)  # a folder, however new, is no model
-    # the newest; of two equally new ones the later name
-    assert find_model(None, runs) == runs / "e" / "model.npz"
+    # the newest (not the last name, e); of two equally new ones the later name
+    assert find_model(None, runs) == runs / "c" / "model.npz"
     monkeypatch.chdir(tmp_path)
-    assert find_model(None) == Path("runs", "e", "model.npz")  # ./runs by default
+    assert find_model(None) == Path("runs", "c", "model.npz")  # ./runs by default
     assert find_model(runs / "c", runs) == runs / "c" / "model.npz"
     assert find_model(tmp_path / "x.npz", runs) == tmp_path / "x.npz"  # a file, as given
     with pytest.raises(ConfigError) as info:

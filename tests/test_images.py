@@ -26,10 +26,13 @@ from mnist_twolayer.images import (
 )
 from mnist_twolayer.preparation import (
     STROKE_WIDTH,
+    _adjust_strokes,
     _digit_mask,
     _disk_filter,
+    _in_frame,
     _label,
     _otsu,
+    _resize,
     prepare_digit,
     stroke_width,
 )
@@ -589,6 +592,35 @@ def test_digit_mask_keeps_the_pieces_near_the_digit_and_drops_the_rest() -> None
     expected = ink_blocks([bar, *large, corner])[110:290, 155:245] > 0
     np.testing.assert_array_equal(_digit_mask(ink), expected)
     np.testing.assert_array_equal(_digit_mask(np.ascontiguousarray(ink.T)), expected.T)
+
+
+def test_strokes_are_thickened_or_thinned_into_mnist_s_range() -> None:
+    """Stroke width 0.98 (a one-pixel line): grown by ceil((5.6 - 0.98) / 2) = 3. Width 12 (a
+    24-pixel square): shrunk by ceil((12 - 10.9) / 2) = 1. Width 50: by 12, a quarter of it,
+    not the 20 that would reach 10.9 (a hairline of a contrasting font must survive)."""
+    line = np.zeros((60, 60), dtype=bool)
+    line[5:55, 30] = True
+    np.testing.assert_array_equal(_adjust_strokes(line), _disk_filter(line, 3, grow=True))
+    for side, radius in ((24, 1), (100, 12)):
+        square = np.zeros((side + 20, side + 20), dtype=bool)
+        square[10:10 + side, 10:10 + side] = True
+        np.testing.assert_array_equal(_adjust_strokes(square),
+                                      _disk_filter(square, radius, grow=False))
+    medium = np.zeros((40, 40), dtype=bool)
+    medium[5:35, 15:22] = True  # width 2 * 210 / 74 = 5.7: in range, left alone
+    assert _adjust_strokes(medium) is medium
+
+
+def test_in_frame_widens_strokes_that_shrinking_would_lose() -> None:
+    """Two one-pixel lines 400 long: the frame (80 pixels) shrinks them by 5, to 0.2 pixel,
+    so they are first grown by ceil((2 / 0.2 - 1.0) / 2) = 5 (11 pixels, 2.2 after
+    shrinking); then averaged down, thresholded at half and given a 20-pixel margin."""
+    mask = np.zeros((400, 80), dtype=bool)
+    mask[:, 21] = mask[:, 62] = True  # different places in the 5-pixel boxes shrinking averages
+    assert not (_resize(mask, 80, 16) >= 0.5).any()  # lost without the widening
+    expected = np.pad(_resize(_disk_filter(mask, 5, grow=True), 80, 16) >= 0.5, 20)
+    np.testing.assert_array_equal(_in_frame(mask), expected)
+    assert expected.shape == (120, 56) and expected.any(axis=0).sum() == 5
 
 
 def test_disk_filter_grows_and_shrinks_by_a_disk() -> None:

@@ -594,6 +594,21 @@ def test_digit_mask_keeps_the_pieces_near_the_digit_and_drops_the_rest() -> None
     np.testing.assert_array_equal(_digit_mask(np.ascontiguousarray(ink.T)), expected.T)
 
 
+@pytest.mark.parametrize(("bridge", "high", "joined"), [(0.25, 0.625, False),
+                                                        (0.33203125, 0.6640625, True)])
+def test_faint_ink_links_pieces_from_half_the_threshold_up(bridge, high, joined) -> None:
+    """A bar (100 x 10) and a large piece 60 pixels off (beyond half the bar's size) are
+    linked by a one-pixel line of faint ink: it joins them into one component when it is at
+    least half of Otsu's threshold (hysteresis), else the piece stays out."""
+    ink = ink_blocks([(50, 40, 100, 10), (90, 110, 20, 20)], shape=(200, 200))
+    ink[100, 50:110] = bridge
+    assert _otsu(ink) == high  # the bridge's level is half of it in the second case, exactly
+    expected = ink_blocks([(50, 40, 100, 10), (90, 110, 20, 20)] if joined
+                          else [(50, 40, 100, 10)], shape=(200, 200)) > 0
+    expected = expected[50:150, 40:130 if joined else 50]
+    np.testing.assert_array_equal(_digit_mask(ink), expected)  # the faint line itself is not ink
+
+
 def test_strokes_are_thickened_or_thinned_into_mnist_s_range() -> None:
     """Stroke width 0.98 (a one-pixel line): grown by ceil((5.6 - 0.98) / 2) = 3. Width 12 (a
     24-pixel square): shrunk by ceil((12 - 10.9) / 2) = 1. Width 50: by 12, a quarter of it,

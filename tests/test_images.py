@@ -27,8 +27,10 @@ from mnist_twolayer.images import (
 from mnist_twolayer.preparation import (
     STROKE_WIDTH,
     _adjust_strokes,
+    _as_unit_float,
     _digit_mask,
     _disk_filter,
+    _fit_box,
     _in_frame,
     _label,
     _otsu,
@@ -307,8 +309,24 @@ def test_gray_paper_background_is_removed() -> None:
 def test_prepare_digit_refuses_nonsense_arrays() -> None:
     with pytest.raises(ValueError, match="2-D greyscale"):
         prepare_digit(np.zeros((28, 28, 3)))
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ValueError, match="^prepare_digit got NaN or infinite pixel values$"):
         prepare_digit(np.full((28, 28), np.nan))
+
+
+def test_pixels_become_float32_in_0_1() -> None:
+    """Floats are clipped into [0, 1]; integers are divided by their type's maximum."""
+    floats = _as_unit_float(np.array([[-0.5, 0.25, 1.5]]))
+    assert floats.dtype == np.float32
+    np.testing.assert_array_equal(floats, [[0.0, 0.25, 1.0]])
+    ints = _as_unit_float(np.array([[0, 13107, 65535]], dtype=np.uint16))
+    assert ints.dtype == np.float32
+    np.testing.assert_array_equal(ints, np.float32([[0.0, 0.2, 1.0]]))
+
+
+def test_fit_box_brings_the_faintest_digit_to_full_ink() -> None:
+    """A one-pixel diagonal 80 long, averaged down to 20: each 4 x 4 block holds 4 of its
+    pixels (0.25), raised to 1 as a solid MNIST stroke."""
+    np.testing.assert_array_equal(_fit_box(np.eye(80, dtype=bool), 20), np.eye(20))
 
 
 @settings(max_examples=60, deadline=None)

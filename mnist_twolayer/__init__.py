@@ -37,17 +37,22 @@ from .functions import (
 from .gradcheck import gradcheck_mnist, run_gradcheck
 from .gradient import gradient_descent, numerical_gradient
 from .network import TwoLayerNet
-from .optim import SGD
+from .optim import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 from .trainer import Trainer
 
 __all__ = [
     "SGD",
+    "AdaGrad",
+    "Adam",
     "CheckpointError",
     "ConfigError",
     "DatasetError",
     "ImageError",
     "MnistTwoLayerError",
+    "Momentum",
+    "Nesterov",
     "NoDigitError",
+    "RMSprop",
     "TrainConfig",
     "Trainer",
     "TrainingError",

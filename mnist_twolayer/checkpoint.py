@@ -1,10 +1,12 @@
 """Where a training run is, and the checkpoint file that lets it continue bit for bit.
 
 ``checkpoint.npz`` holds, without pickle: the parameters (``param/W1`` ...), the optimizer's
-state (``velocity/W1`` ...), the best parameters so far by validation (``best/W1`` ...), the
-epoch's batch order (``permutation``), and one JSON member ``meta`` with the config, the
-training state, the batch generator's state and the history. Everything else a run reports
-(epoch, best epoch, time to accuracy, early stop) is read from the history, not stored twice.
+state arrays by group (``velocity/W1`` for momentum and Nesterov, ``adagrad_h/``,
+``rmsprop_h/``, ``adam_m/`` and ``adam_v/``), the best parameters so far by validation
+(``best/W1`` ...), the epoch's batch order (``permutation``), and one JSON member ``meta`` with
+the config, the training state, the batch generator's state and the history. Everything else a
+run reports (epoch, best epoch, time to accuracy, early stop) is read from the history, and the
+optimizer's update count (Adam's t) is the iteration: neither is stored twice.
 """
 
 from __future__ import annotations
@@ -36,13 +38,18 @@ class TrainState:
     elapsed: float = 0.0  # seconds of training so far
     mean: float = 0.0  # the standardization of the training inputs (0 and 1: none)
     std: float = 1.0
+    # where each cycle of the learning-rate schedule began: one cycle, unless a finished run
+    # was given more budget (train --resume DIR --epochs N), which starts another
+    schedule_starts: list[int] = field(default_factory=lambda: [0])
     permutation: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     history: History = field(default_factory=new_history)
 
 
-# The scalar fields go into meta["state"], the two others into their own members.
+# The scalar fields and the schedule's starts go into meta["state"], the two arrays' worth
+# (permutation, history) into their own members.
 _SCALARS = {f.name: f.type for f in dataclasses.fields(TrainState)
-            if f.name not in ("permutation", "history")}
+            if f.name not in ("permutation", "history", "schedule_starts")}
+_STATE = (*_SCALARS, "schedule_starts")
 
 
 @dataclass
@@ -66,7 +73,7 @@ class Checkpoint:
         arrays["permutation"] = state.permutation
         meta = {"format": CHECKPOINT_FORMAT, "config": self.config.to_dict(),
                 "rng_state": self.rng_state, "history": state.history,
-                "state": {name: getattr(state, name) for name in _SCALARS}}
+                "state": {name: getattr(state, name) for name in _STATE}}
         arrays["meta"] = np.array(json.dumps(meta))
         save_npz_atomic(path, arrays)
 
@@ -106,8 +113,13 @@ def read_checkpoint(path: Path) -> Checkpoint:
         for name, kind in _SCALARS.items():
             if not isinstance(scalars[name], (int, float) if kind == "float" else int):
                 raise TypeError(f"state {name} is not a number of type {kind}")
-        state = TrainState(**scalars, permutation=arrays.pop("permutation"),
-                           history=meta["history"])
+        starts = meta["state"].get("schedule_starts", [0])  # older checkpoints: one cycle
+        if not (isinstance(starts, list) and starts[:1] == [0]
+                and all(type(i) is int for i in starts) and starts == sorted(set(starts))):
+            raise TypeError("state schedule_starts is not a list of increasing iterations "
+                            "from 0")
+        state = TrainState(**scalars, schedule_starts=starts,
+                           permutation=arrays.pop("permutation"), history=meta["history"])
         if not isinstance(meta["rng_state"], dict):
             raise TypeError("the random generator state is not an object")
     except MnistTwoLayerError as exc:

@@ -81,7 +81,7 @@ def export_model(net: TwoLayerNet, mean: float, std: float) -> TwoLayerNet:
     ((x - mean) / std) @ W1 + b1  ==  x @ (W1 / std) + (b1 - (mean / std) * W1.sum(axis=0))
     """
     exported = TwoLayerNet(net.input_size, net.hidden_size, net.output_size,
-                           dtype=net.dtype, seed=0)
+                           dtype=net.dtype, seed=0, activation=net.activation)
     for key in PARAM_NAMES:
         exported.params[key][...] = net.params[key]
     if mean != 0.0 or std != 1.0:

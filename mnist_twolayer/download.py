@@ -17,9 +17,10 @@ import re
 import shutil
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -41,12 +42,7 @@ from .datasets import (
     write_cache,
 )
 from .errors import DatasetError
-from .fileio import replace_durably, write_json_atomic
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not POSIX: no cross-process lock, renames stay atomic
-    fcntl = None  # type: ignore[assignment]
+from .fileio import folder_lock, replace_durably, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -73,20 +69,26 @@ class _Skip(Exception):
 
 @contextmanager
 def _locked(folder: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``folder`` so one process at a time fetches into it."""
+    """Hold ``folder``'s lock so one process at a time fetches into it (a second one waits)."""
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(folder_lock(folder, wait=True, on_wait=lambda: log.info(
+                "waiting for another process downloading into %s", folder)))
+        except OSError as exc:
+            raise DatasetError(f"cannot write to {folder} ({exc.strerror or exc}); choose "
+                               f"another place with --data-dir or {ENV_DATA_DIR}") from None
+        yield
+
+
+def _check_writable(folder: Path) -> None:
+    """Refuse a folder nothing can be written into before any source is tried: the failure is
+    the folder's, not the sources'. The probe is an anonymous file, gone when closed."""
     try:
-        handle = open(folder / ".lock", "a+b")
+        with tempfile.TemporaryFile(dir=folder):
+            pass
     except OSError as exc:
         raise DatasetError(f"cannot write to {folder} ({exc.strerror or exc}); choose another "
                            f"place with --data-dir or {ENV_DATA_DIR}") from None
-    with handle:
-        if fcntl is not None:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                log.info("waiting for another process downloading into %s", folder)
-                fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
 
 
 def mirror_list(name: str = "mnist", mirrors: Sequence[str] = ()) -> list[str]:
@@ -321,6 +323,7 @@ def download(name: str = "mnist", data_dir: str | os.PathLike[str] | None = None
             if not force and (folder / f.filename).is_file() and _is_verified(folder, f, spec):
                 results.append(Fetched(f.filename, "present", None, folder / f.filename))
                 continue
+            _check_writable(folder)
             failures = []
             for source in sources:
                 try:

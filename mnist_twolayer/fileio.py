@@ -2,9 +2,10 @@
 renamed into place, so a reader sees either the old file or the new one, never half of one.
 And the one way .npz files are read back: without pickle, any damage a CheckpointError.
 
-A temporary name carries the writer's process id (``.NAME.PID.RANDOM.tmp``). A process killed
-mid-write (SIGKILL, power loss) leaves its temporary file behind; the next successful write
-into the same folder removes those whose process is gone.
+A temporary name carries our mark and the writer's process id
+(``.NAME.mnist_twolayer.PID.RANDOM.tmp``). A process killed mid-write (SIGKILL, power loss)
+leaves its temporary file behind; the next successful write into the same folder removes those
+whose process is gone. Files without our mark are another program's and never touched.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import re
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -26,9 +27,15 @@ import numpy as np
 
 from .errors import CheckpointError
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: no cross-process lock, renames stay atomic
+    fcntl = None  # type: ignore[assignment]
+
 log = logging.getLogger(__name__)
 
-_TEMPORARY = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]+\.tmp$")
+_MARK = "mnist_twolayer"
+_TEMPORARY = re.compile(rf"^\..+\.{_MARK}\.(\d+)\.[A-Za-z0-9_]+\.tmp$")
 
 
 @contextmanager
@@ -42,7 +49,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         target.parent.mkdir(parents=True, exist_ok=True)
     except FileExistsError as exc:  # a file stands where a folder must be: say so
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), exc.filename) from None
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp",
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{_MARK}.{os.getpid()}.", suffix=".tmp",
                                     dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -90,6 +97,56 @@ def _process_exists(pid: int) -> bool:
     except (PermissionError, OverflowError, ValueError):
         return True  # someone else's process, or not a pid at all: not ours to judge
     return True
+
+
+class FolderInUse(Exception):
+    """Another process holds a folder's lock; ``holder`` is its process id, when known."""
+
+    def __init__(self, folder: Path, holder: int | None) -> None:
+        self.folder, self.holder = folder, holder
+        super().__init__(f"{folder} is in use by process {holder or 'unknown'}")
+
+
+@contextmanager
+def folder_lock(folder: Path, *, wait: bool, on_wait: Callable[[], None] | None = None
+                ) -> Iterator[None]:
+    """Hold ``folder`` exclusively, so one process at a time writes into it.
+
+    The lock is on the folder itself (flock on its descriptor), so taking it writes nothing
+    there. With ``wait`` a second process blocks until the first is done (``on_wait`` is
+    called first); without, it gets FolderInUse at once, naming the holder where the kernel
+    says (/proc/locks). The kernel releases the lock of a process that dies, so a killed
+    holder never blocks anyone. OSError if the folder cannot be opened.
+    """
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not wait:
+                    raise FolderInUse(folder, _lock_holder(fd)) from None
+                if on_wait is not None:
+                    on_wait()
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def _lock_holder(fd: int) -> int | None:
+    """The process holding a flock on the file behind ``fd``, from Linux's /proc/locks."""
+    st = os.fstat(fd)
+    device = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks", encoding="ascii") as locks:
+            for line in locks:
+                fields = line.split()
+                if "FLOCK" in fields and device in fields and "->" not in fields:
+                    return int(fields[fields.index(device) - 1])
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def replace_durably(source: Path, target: Path) -> None:

@@ -149,10 +149,17 @@ def is_numerical(method: str) -> bool:
     return method.startswith("numerical_")
 
 
+INCONCLUSIVE_AT = 1e-2
+"""A tolerance of 1% of what it measures (of 1 for rel_error, of the largest gradient entry for
+max_abs_diff) could not tell a right gradient from a slightly wrong one: such a pair has no
+verdict, only 'inconclusive' (a step --h far too small or too large)."""
+
+
 @dataclass(frozen=True)
 class Verdict:
     """Whether a compared pair agrees: its largest error against the tolerance that pair is
-    held to, and the reason for that tolerance."""
+    held to, and the reason for that tolerance. ``scale`` is what the tolerance is measured
+    against: 1 for rel_error, the largest gradient entry for max_abs_diff."""
 
     a: str
     b: str
@@ -160,15 +167,27 @@ class Verdict:
     worst: float
     tolerance: float
     reason: str
+    scale: float = 1.0
 
     @property
     def agree(self) -> bool:
-        return self.worst <= self.tolerance
+        return self.worst <= self.tolerance and not self.inconclusive
+
+    @property
+    def inconclusive(self) -> bool:
+        return self.worst <= self.tolerance and self.tolerance >= INCONCLUSIVE_AT * self.scale
+
+    @property
+    def state(self) -> str:
+        return "agree" if self.agree else "inconclusive" if self.inconclusive else "DISAGREE"
 
     def line(self) -> str:
-        word = "agree" if self.agree else "DISAGREE"
-        return (f"{self.a} vs {self.b}: {word}, {self.measure} {self.worst:.1e} "
-                f"{'<=' if self.agree else '>'} {self.tolerance:.0e} ({self.reason})")
+        compared = "<=" if self.worst <= self.tolerance else ">"
+        text = (f"{self.a} vs {self.b}: {self.state}, {self.measure} {self.worst:.1e} "
+                f"{compared} {self.tolerance:.0e} ({self.reason})")
+        if self.inconclusive:
+            text += "; a tolerance that loose says nothing: choose a step --h nearer the default"
+        return text
 
 
 ANALYTIC_TOLERANCE = {"float64": 1e-12, "float32": 1e-4}
@@ -177,14 +196,30 @@ terms is off by at most n eps (1.7e-13 in float64, 9.3e-5 in float32); rel_error
 this. PyTorch runs in float64 whatever the net's dtype, so float32 against it is float32's."""
 
 
-def pair_tolerance(a: str, b: str, dtype: str, order: int, h: float) -> tuple[str, float, str]:
-    """(measure, tolerance, reason) for comparing paths ``a`` and ``b``."""
+def gamma(n: int, dtype: str) -> float:
+    """Higham's gamma_n = n u / (1 - n u), u the unit roundoff: the relative error bound of a
+    computation of n rounded operations in a chain, such as a sum of n + 1 terms."""
+    u = float(np.finfo(dtype).eps) / 2
+    return n * u / (1 - n * u)
+
+
+def pair_tolerance(a: str, b: str, cfg: Mapping[str, Any]) -> tuple[str, float, str]:
+    """(measure, tolerance, reason) for comparing paths ``a`` and ``b`` on the check described
+    by ``cfg`` (a GradcheckResult's config: dtype, order, h, the sizes and the loss)."""
+    dtype, order, h = cfg["dtype"], cfg["order"], cfg["h"]
     eps = float(np.finfo(dtype).eps)
     if is_numerical(a) and is_numerical(b):
-        # the same steps and quotients: only the rounding of the losses (~eps |L|, L ~ 2.3)
-        # over 2h, and of the parameter steps (p + h stored in the net's dtype)
-        return ("max_abs_diff", 1e-14 / h + eps / h,
-                "both numerical paths take the same steps: only their rounding over 2h differs")
+        # The same steps, so the same quotients but for rounding. nditer subtracts two losses
+        # it computed in full: each is off by at most gamma_N max(|L|, 1), N the rounded
+        # operations along the forward pass's longest chain (the input, hidden and output
+        # sums, the batch mean, a few for exp and log), the terms summed being at most
+        # max(|L|, 1) in size at the book's init; the two losses' errors over 2h. The
+        # vectorized path computes each difference directly (error ~eps of the difference),
+        # and both apply the same rounded steps, up to eps / h relative.
+        chain = cfg["input_size"] + cfg["hidden"] + cfg["output_size"] + cfg["batch"] + 4
+        rounding = gamma(chain, dtype) * max(abs(cfg["loss"]), 1.0) / h
+        return ("max_abs_diff", rounding + eps / h,
+                f"the same steps: nditer's losses round within gamma_{chain} |L|, over h")
     if is_numerical(a) or is_numerical(b):
         truncation = (1e-7 if order == 2 else 1e-11) * (h / STEPS[order]) ** order
         return ("rel_error", truncation + eps / h,
@@ -220,16 +255,16 @@ class GradcheckResult:
 
     def verdicts(self) -> list[Verdict]:
         """One verdict per compared pair, over all its parameters."""
-        cfg = self.config
         found = []
         for a, b in dict.fromkeys((c.a, c.b) for c in self.comparisons):
-            measure, tolerance, reason = pair_tolerance(a, b, cfg["dtype"], cfg["order"],
-                                                        cfg["h"])
+            measure, tolerance, reason = pair_tolerance(a, b, self.config)
             pair = [c for c in self.comparisons if (c.a, c.b) == (a, b)]
             if excluded := sum(c.excluded for c in pair):
                 reason += f"; {excluded} ReLU kink entries left out"
+            scale = 1.0 if measure == "rel_error" else max(
+                float(np.abs(self.gradients[m][c.param]).max()) for c in pair for m in (a, b))
             found.append(Verdict(a, b, measure, max(getattr(c, measure) for c in pair),
-                                 tolerance, reason))
+                                 tolerance, reason, scale))
         return found
 
     def kink_counts(self) -> dict[str, int]:
@@ -238,7 +273,8 @@ class GradcheckResult:
     def to_dict(self) -> dict[str, Any]:
         return {"config": self.config, "timings": self.timings, "kinks": self.kink_counts(),
                 "comparisons": [vars(c) for c in self.comparisons],
-                "verdicts": [{**vars(v), "agree": v.agree} for v in self.verdicts()]}
+                "verdicts": [{**vars(v), "state": v.state, "agree": v.agree}
+                             for v in self.verdicts()]}
 
     def find(self, a: str, b: str, param: str) -> Comparison:
         """The comparison of ``a`` and ``b`` (in either order) for one parameter."""
@@ -279,6 +315,19 @@ class GradcheckResult:
         return "\n".join(lines)
 
 
+def _check_steps_move(net: TwoLayerNet, h: float) -> None:
+    """Refuse a step that some parameter cannot take: where p + h rounds back to p in the net's
+    dtype, the difference quotient is 0 whatever the gradient, and no comparison means much."""
+    for name in PARAM_NAMES:
+        param = net.params[name]
+        step = param.dtype.type(h)
+        if np.any(param + step == param) or np.any(param - step == param):
+            largest = np.abs(param).max()
+            raise ConfigError(f"--h {h:g} is too small for {name} in {net.dtype.name}: next to "
+                              f"its entries (up to {largest:.2g}) a step of {h:g} rounds to "
+                              f"nothing; choose a step above {np.spacing(largest):.1g}")
+
+
 def compare(a: str, b: str, param: str, ga: np.ndarray, gb: np.ndarray,
             exclude: np.ndarray | None = None) -> Comparison:
     """rel_error and max_abs_diff of ``ga`` and ``gb`` over the entries ``exclude`` leaves in."""
@@ -309,11 +358,17 @@ def run_gradcheck(x: np.ndarray, t: np.ndarray, *, hidden: int = 50, output_size
     h = STEPS[order] if h is None else h
     if not (isinstance(h, (int, float)) and 0 < h < float("inf")):
         raise ConfigError(f"the step h must be a positive number, not {h!r}")
+    if "numerical_nditer" in methods and np.dtype(dtype) == np.float32:
+        raise ConfigError("numerical_nditer in float32 rounds each loss (~2.3) to ~1e-7, which "
+                          "over 2h is as large as the gradient entries; use --dtype float64 "
+                          "(numerical_vectorized computes its differences in float64 in either)")
     if "torch" in methods:
         importlib.import_module("torch")  # a second or two, not part of the torch path's time
     net = TwoLayerNet(x.shape[1], hidden, output_size, dtype=dtype, seed=seed,
                       activation=activation)
     x = np.asarray(x, dtype=net.dtype)
+    if any(map(is_numerical, methods)):
+        _check_steps_move(net, h)
     timings: dict[str, float] = {}
     gradients: dict[str, Gradients] = {}
     for method in methods:
@@ -335,7 +390,7 @@ def run_gradcheck(x: np.ndarray, t: np.ndarray, *, hidden: int = 50, output_size
         "output_size": net.output_size, "dtype": net.dtype.name,
         "seed": seed if isinstance(seed, int) else None, "activation": activation,
         "init": "normal", "weight_init_std": 0.01, "order": order, "h": h,
-        "methods": list(methods),
+        "methods": list(methods), "loss": float(net.loss(x, t)),
     }
     # the caller's keys first and winning, then the rest
     full_config = {**(config or {}), **described, **(config or {})}

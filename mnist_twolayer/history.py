@@ -30,6 +30,8 @@ ACCURACY_MILESTONES = (0.97, 0.98)
 METRICS = tuple(f"{split}_{kind}" for split in ("train", "val", "test")
                 for kind in ("accuracy", "loss"))
 """The per-evaluation curves a history holds, by the names of their columns."""
+RUN_AXES = {"epoch": "epoch", "iteration": "iteration", "seconds": "seconds of training"}
+"""What a comparison of runs may put on the x axis: a history column, and its axis label."""
 
 History = dict[str, list]
 

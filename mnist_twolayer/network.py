@@ -56,12 +56,14 @@ def net_dtype(dtype: Any) -> np.dtype:
     return resolved
 
 
-def check_net_settings(hidden_size: Any, init: str, dtype: Any) -> None:
+def check_net_settings(hidden_size: Any, init: str, dtype: Any,
+                       activation: str = "sigmoid") -> None:
     """Refuse what TwoLayerNet cannot be built with; TrainConfig checks a run's settings here
     before any data loads."""
     _positive_int("hidden_size", hidden_size)
     check_choice("init", init, INITS)
     net_dtype(dtype)
+    check_choice("activation", activation, ACTIVATIONS)
 
 
 class TwoLayerNet:

@@ -286,7 +286,7 @@ def _pen_glyph(label: int, rng: np.random.Generator) -> np.ndarray:
         draw.line(points, fill=255, width=max(1, round(pen)), joint="curve")
         for x, y in (points[0], points[-1]):
             draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=255)
-    image = image.resize((image.width // 2, image.height // 2), Image.BOX)
+    image = image.resize((image.width // 2, image.height // 2), Image.Resampling.BOX)
     return np.asarray(image, dtype=np.float32) / 255.0
 
 
@@ -366,8 +366,8 @@ def _distort(coverage: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     centre_in = np.array([w / 2, h / 2])
     offset = centre_in - inverse @ centre_out
     matrix = (inverse[0, 0], inverse[0, 1], offset[0], inverse[1, 0], inverse[1, 1], offset[1])
-    out = np.asarray(image.transform((size, size), Image.AFFINE, matrix, Image.BICUBIC,
-                                     fillcolor=0.0), dtype=np.float32)
+    out = np.asarray(image.transform((size, size), Image.Transform.AFFINE, matrix,
+                                     Image.Resampling.BICUBIC, fillcolor=0.0), dtype=np.float32)
     rows = np.flatnonzero(out.max(axis=1) > 0.02)
     cols = np.flatnonzero(out.max(axis=0) > 0.02)
     return np.clip(out[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1], 0.0, 1.0)
@@ -378,7 +378,7 @@ def _place(coverage: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     height = round(math.exp(rng.uniform(math.log(SIZES[0]), math.log(SIZES[1]))))
     h, w = coverage.shape
     width = max(1, round(w * height / h))
-    digit = np.asarray(Image.fromarray(coverage).resize((width, height), Image.LANCZOS),
+    digit = np.asarray(Image.fromarray(coverage).resize((width, height), Image.Resampling.LANCZOS),
                        dtype=np.float32)
     top, bottom, left, right = (max(2, round(height * rng.uniform(0.1, 0.6))) for _ in range(4))
     canvas = np.zeros((top + height + bottom, left + width + right), dtype=np.float32)

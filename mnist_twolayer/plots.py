@@ -1,9 +1,8 @@
-"""The figures a run folder holds, drawn from a training history or a model's predictions.
+"""Every figure: a run folder's, drawn from a training history or a model's predictions, and
+the comparisons (runs, sweeps, gradient checks).
 
-Figures are built with ``matplotlib.figure.Figure`` on an Agg canvas, never through pyplot, so
-plotting neither opens windows nor changes the backend of an interactive session that imports
-this module. Every function returns its Figure (what it drew can be read back from the Axes)
-and, given a path, writes it as a PNG to a temporary name renamed into place.
+Every function returns its Figure (what it drew can be read back from the Axes) and, given a
+path, writes it as a PNG (see :mod:`drawing` for how figures are made and written).
 
 The history format (written by the trainer) is::
 
@@ -17,13 +16,11 @@ The history format (written by the trainer) is::
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib import colormaps
-from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
@@ -35,17 +32,25 @@ from matplotlib.ticker import (
     PercentFormatter,
 )
 
+from .drawing import (
+    Target,
+    as_square_images,
+    class_names_or_digits,
+    figure,
+    legend,
+    run_colours,
+    save,
+    say,
+    tile_figure,
+)
 from .errors import ConfigError, check_choice
-from .fileio import atomic_path
-from .history import METRICS, best_evaluation
+from .history import METRICS, RUN_AXES, best_evaluation
 from .metrics import confusion_matrix
 
 if TYPE_CHECKING:
     from .gradcheck import GradcheckResult
 
-DPI = 120
-Target = str | os.PathLike[str] | None
-"""Where a figure's PNG goes; None draws it without writing a file."""
+
 SPLITS = (("train", "train", "tab:blue"), ("val", "validation", "tab:orange"),
           ("test", "test", "tab:green"))
 # Validation and test curves often lie on top of each other: different markers and dashes keep
@@ -82,7 +87,7 @@ def plot_loss(history: dict[str, Any], path: Target = None) -> Figure:
     """Minibatch loss of every iteration (thin) with its moving average once there are enough
     iterations to smooth, and the validation and test loss at each evaluation. A loss that
     stopped being finite is marked where it happened, since that is why such a run ended."""
-    fig, ax = _figure((9, 5))
+    fig, ax = figure((9, 5))
     losses = np.asarray(history.get("iteration_loss", []), dtype=np.float64)
     finite = np.isfinite(losses)
     shown = [losses[finite]]
@@ -111,7 +116,7 @@ def plot_loss(history: dict[str, Any], path: Target = None) -> Figure:
             shown.append(y)
     values = np.concatenate(shown)
     if not values.size:
-        _say(ax, "no loss recorded yet")
+        say(ax, "no loss recorded yet")
     elif values.min() > 0 and values.max() / values.min() > 20:
         ax.set_yscale("log")  # the loss falls by orders of magnitude: show them all
         ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
@@ -120,8 +125,8 @@ def plot_loss(history: dict[str, Any], path: Target = None) -> Figure:
     ax.set(title="Loss: every minibatch, and each evaluation", xlabel="iteration",
            ylabel="cross-entropy loss")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    _legend(ax)
-    return _save(fig, path)
+    legend(ax)
+    return save(fig, path)
 
 
 def plot_accuracy(history: dict[str, Any], path: Target = None,
@@ -129,7 +134,7 @@ def plot_accuracy(history: dict[str, Any], path: Target = None,
     """Train, validation and test accuracy at each evaluation. ``kept`` is (epoch, test
     accuracy) of the model the run kept (the best validation epoch, else the last): marked with
     a line, and the test legend reports that model's accuracy, not the last evaluation's."""
-    fig, ax = _figure((8, 5))
+    fig, ax = figure((8, 5))
     epochs = history.get("epochs", [])
     if kept is None and epochs:
         best = best_evaluation(history)
@@ -156,14 +161,10 @@ def plot_accuracy(history: dict[str, Any], path: Target = None,
         else:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     else:
-        _say(ax, "no evaluation recorded yet")
+        say(ax, "no evaluation recorded yet")
     ax.set(title="Accuracy at each evaluation", xlabel="epoch", ylabel="accuracy")
-    _legend(ax, loc="lower right")
-    return _save(fig, path)
-
-
-RUN_AXES = {"epoch": "epoch", "iteration": "iteration", "seconds": "seconds of training"}
-"""What ``plot_runs`` may put on the x axis: a history column, and how the axis is labelled."""
+    legend(ax, loc="lower right")
+    return save(fig, path)
 
 
 def plot_runs(runs: Sequence[tuple[str, dict[str, Any]]], path: Target = None,
@@ -185,7 +186,7 @@ def plot_runs(runs: Sequence[tuple[str, dict[str, Any]]], path: Target = None,
     fig = Figure(figsize=(13, 5), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2)
-    colours = _run_colours(len(runs))
+    colours = run_colours(len(runs))
     for (name, history), colour in zip(runs, colours, strict=True):
         epochs = history.get("epochs", [])
         for ax, key in zip(axes, (metric, other), strict=True):
@@ -207,7 +208,65 @@ def plot_runs(runs: Sequence[tuple[str, dict[str, Any]]], path: Target = None,
         ax.legend(loc="lower right" if is_accuracy else "upper right", fontsize="small",
                   title="run (last value)", title_fontsize="small")
     fig.suptitle(f"{len(runs)} run{'s' if len(runs) != 1 else ''} compared")
-    return _save(fig, path)
+    return save(fig, path)
+
+
+def plot_sweep(runs: Sequence[tuple[str, dict[str, Any]]], path: Target = None,
+               title: str = "", families: int = 1) -> Figure:
+    """The runs of one comparison (same job and seed, one thing changed), as the book's ch. 6
+    figures draw them: the minibatch loss of every iteration, smoothed, on a log scale (left),
+    and the test accuracy at each evaluation (right). A run that stopped early (diverged) shows
+    what it had; its name says why.
+
+    ``runs`` may come in ``families`` consecutive groups of equal size (each init for sigmoid,
+    then for ReLU): a run's colour then says its place in its family, its line style the
+    family. Otherwise each run has its own colour, every other one dashed, so that two runs
+    that coincide both stay visible.
+    """
+    if not runs:
+        raise ConfigError("no runs to plot")
+    if families < 1 or len(runs) % families:
+        raise ConfigError(f"{len(runs)} runs do not split into {families} families")
+    size = len(runs) // families
+    colours = run_colours(size)
+    fig = Figure(figsize=(13, 6), layout="constrained")
+    FigureCanvasAgg(fig)
+    loss_ax, accuracy_ax = fig.subplots(1, 2)
+    longest = max(len(history.get("iteration_loss", [])) for _, history in runs)
+    window = int(np.clip(longest // 40, 1, 200))
+    finals = []
+    for i, (name, history) in enumerate(runs):
+        dashes = ("-", "--", ":", "-.")[i // size % 4] if families > 1 else (
+            "-" if i % 2 == 0 else "--")
+        # broken lines on top of solid ones, which would hide them where they coincide
+        style = dict(color=colours[i % size], linewidth=1.6, linestyle=dashes,
+                     zorder=2 if dashes == "-" else 2.5)
+        losses = np.asarray(history.get("iteration_loss", []), dtype=np.float64)
+        smooth = moving_average(losses, window)
+        loss_ax.plot(np.arange(1, losses.size + 1), smooth, **style,
+                     label=f"{name} ({smooth[-1]:.3f})" if losses.size else f"{name} (no data)")
+        x, y = _series(history.get("epochs", []), "iteration", "test_accuracy")
+        accuracy_ax.plot(x, y, **style, marker="o", markersize=4,
+                         label=f"{name} ({y[-1]:.2%})" if y.size else f"{name} (no data)")
+        finals += [y[-1]] if y.size else []
+    loss_ax.set_yscale("log")
+    loss_ax.yaxis.set_minor_locator(LogLocator(subs=(2.0, 3.0, 5.0)))  # 0.2, 0.3, 0.5, 1, 2
+    loss_ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    loss_ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    loss_ax.set(title=f"Minibatch loss (moving average of {window})", xlabel="iteration",
+                ylabel="cross-entropy loss")
+    accuracy_ax.set(title="Test accuracy", xlabel="iteration", ylabel="accuracy")
+    accuracy_ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    accuracy_ax.set_xlim(loss_ax.get_xlim())
+    if finals:  # from a little below the worst final accuracy: the ranking is what matters
+        accuracy_ax.set_ylim(max(0.0, min(finals) - 0.03), 1.0)
+    for ax, heading in ((loss_ax, "run (last loss)"), (accuracy_ax, "run (last accuracy)")):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, alpha=0.3, which="both")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize="small",
+                  title=heading, title_fontsize="small", frameon=False)
+    fig.suptitle(title)
+    return save(fig, path)
 
 
 # --- figures from predictions and weights ---
@@ -217,11 +276,11 @@ def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, path: Target = None,
                    class_names: Sequence[str] | None = None) -> Figure:
     """Confusion matrix with the count in every cell; colour on a power scale (count^0.4) so
     the few mistakes show beside the large diagonal."""
-    names = _class_names(class_names)
+    names = class_names_or_digits(class_names)
     k = len(names)
     cm = confusion_matrix(y_true, y_pred, num_classes=k)
     side = max(6.5, 0.62 * k + 2.5)
-    fig, ax = _figure((side + 1.2, side))
+    fig, ax = figure((side + 1.2, side))
     vmax = max(1, int(cm.max()))
     norm = PowerNorm(gamma=0.4, vmin=0, vmax=vmax)
     image = ax.imshow(cm, cmap="Blues", norm=norm)
@@ -243,7 +302,7 @@ def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, path: Target = None,
     ax.set(xlabel="predicted", ylabel="true",
            title=f"Confusion matrix: {total - int(np.trace(cm))} of {total} wrong "
                  f"(accuracy {accuracy:.2%})")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_misclassified(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray,
@@ -254,31 +313,31 @@ def plot_misclassified(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarra
     prediction; images are (N, 784), (N, 1, 28, 28) or (N, 28, 28) in any range."""
     t = np.asarray(y_true).ravel()
     p = np.asarray(y_pred).ravel()
-    pics = _as_square_images(images)
+    pics = as_square_images(images)
     probs = np.asarray(probs, dtype=np.float64)
     if not len(t) == len(p) == len(pics) == len(probs):
         raise ValueError("images, y_true, y_pred and probs must have the same length")
     confidence = probs[np.arange(len(p)), p] if probs.ndim == 2 else probs.ravel()
     wrong = np.flatnonzero(t != p)
     if not wrong.size:
-        fig, ax = _figure((6, 2.5))
+        fig, ax = figure((6, 2.5))
         ax.set_axis_off()
-        _say(ax, f"No misclassified digits: all {len(t)} are correct.", size=13)
+        say(ax, f"No misclassified digits: all {len(t)} are correct.", size=13)
         ax.set_title("Misclassified digits")
-        return _save(fig, path)
+        return save(fig, path)
     shown = wrong[np.argsort(-confidence[wrong], kind="stable")][:max(1, max_items)]
     tiles = pics[shown].astype(np.float64)
     low = tiles.min(axis=(1, 2), keepdims=True)
     span = tiles.max(axis=(1, 2), keepdims=True) - low
     tiles = np.divide(tiles - low, span, out=np.zeros_like(tiles), where=span > 0)
-    names = _class_names(class_names)
+    names = class_names_or_digits(class_names)
     labels = [f"{names[t[i]]} → {names[p[i]]} ({confidence[i]:.2f})" for i in shown]
     title = (f"Misclassified: {len(wrong)} of {len(t)} wrong; showing {len(shown)}, most "
              "confident first\neach: true → predicted, and the probability given to the "
              "prediction")
-    fig = _tile_figure(tiles, labels, title, colormaps["gray_r"], 0.0, 1.0,
+    fig = tile_figure(tiles, labels, title, colormaps["gray_r"], 0.0, 1.0,
                        label_size=9 if class_names is None else 6.5)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_weights(W1: np.ndarray, path: Target = None, max_units: int = 64) -> Figure:
@@ -296,8 +355,8 @@ def plot_weights(W1: np.ndarray, path: Target = None, max_units: int = 64) -> Fi
     labels = [f"unit {j}" for j in range(units)]
     title = (f"First-layer weights of {units} of {w.shape[1]} hidden units\n"
              "(red +, blue −, white 0; each unit on its own symmetric scale)")
-    fig = _tile_figure(tiles, labels, title, colormaps["RdBu_r"], -1.0, 1.0, label_size=8)
-    return _save(fig, path)
+    fig = tile_figure(tiles, labels, title, colormaps["RdBu_r"], -1.0, 1.0, label_size=8)
+    return save(fig, path)
 
 
 GRADCHECK_FLOOR = 1e-18
@@ -313,10 +372,10 @@ def plot_gradcheck(result: GradcheckResult, path: Target = None) -> Figure:
     pairs = list(dict.fromkeys((c.a, c.b) for c in result.comparisons))
     params = list(dict.fromkeys(c.param for c in result.comparisons))
     verdicts = {(v.a, v.b): v for v in result.verdicts()}
-    fig, ax = _figure((9, 5.5))
+    fig, ax = figure((9, 5.5))
     width = 0.8 / max(len(pairs), 1)
     positions = np.arange(len(params))
-    colours = _run_colours(len(pairs))
+    colours = run_colours(len(pairs))
     for i, ((a, b), colour) in enumerate(zip(pairs, colours, strict=True)):
         errors = np.array([max(result.find(a, b, p).rel_error, GRADCHECK_FLOOR)
                            for p in params])
@@ -347,29 +406,7 @@ def plot_gradcheck(result: GradcheckResult, path: Target = None) -> Figure:
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2,
                fontsize="small", title="pair compared (dashed lines: the tolerances)",
                title_fontsize="small")
-    return _save(fig, path)
-
-
-# --- helpers ---
-
-
-def _class_names(class_names: Sequence[str] | None) -> list[str]:
-    return [str(c) for c in class_names] if class_names is not None else list("0123456789")
-
-
-def _figure(size: tuple[float, float]) -> tuple[Figure, Axes]:
-    fig = Figure(figsize=size, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig, fig.add_subplot()
-
-
-def _save(fig: Figure, path: Target) -> Figure:
-    """Write ``fig`` as a PNG (whatever the suffix of ``path``) atomically, if a path is given;
-    return it, so callers and tests can read back what was drawn."""
-    if path is not None:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=DPI, facecolor="white")
-    return fig
+    return save(fig, path)
 
 
 def _series(epochs: Sequence[dict[str, Any]], x_key: str, y_key: str) -> tuple[np.ndarray,
@@ -381,62 +418,3 @@ def _series(epochs: Sequence[dict[str, Any]], x_key: str, y_key: str) -> tuple[n
         return np.empty(0), np.empty(0)
     x, y = np.asarray(pairs, dtype=np.float64).T
     return x, y
-
-
-def _tile_figure(tiles: np.ndarray, labels: Sequence[str], title: str, cmap: Any, vmin: float,
-                 vmax: float, label_size: float) -> Figure:
-    """Many small images as one mosaic in a single axes, each with a label above it: one
-    imshow draws in a fraction of the time a grid of subplots takes."""
-    n, side, _ = tiles.shape
-    cols = math.ceil(math.sqrt(n))
-    rows = math.ceil(n / cols)
-    gap, band = max(2, side // 7), max(6, side // 3)
-    cell_w, cell_h = side + gap, side + band
-    mosaic = np.full((rows * cell_h + gap, cols * cell_w + gap), np.nan)
-    width = 1.3 * cols  # inches of mosaic; the figure is wide enough for its title too
-    fig = Figure(figsize=(max(6.5, width + 0.3), width * mosaic.shape[0] / mosaic.shape[1] + 0.9),
-                 layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    ax.set_axis_off()
-    for i, (tile, label) in enumerate(zip(tiles, labels, strict=True)):
-        top, left = (i // cols) * cell_h + band, (i % cols) * cell_w + gap
-        mosaic[top:top + side, left:left + side] = tile
-        ax.text(left + side / 2, top - 1, label, ha="center", va="bottom", fontsize=label_size)
-    ax.imshow(mosaic, cmap=cmap.with_extremes(bad="0.88"), vmin=vmin, vmax=vmax,
-              interpolation="nearest")
-    fig.suptitle(title, fontsize=11)
-    return fig
-
-
-def _legend(ax: Axes, loc: str = "best") -> None:
-    if ax.get_lines():
-        ax.legend(loc=loc, fontsize="small")
-    ax.grid(True, alpha=0.3)
-
-
-def _say(ax: Axes, text: str, size: float = 12) -> None:
-    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=size)
-
-
-def _run_colours(n: int) -> list[Any]:
-    cmap = colormaps["tab10" if n <= 10 else "tab20" if n <= 20 else "viridis"]
-    if n <= 20:
-        return [cmap(i) for i in range(n)]
-    return [cmap(i / (n - 1)) for i in range(n)]
-
-
-def _as_square_images(images: np.ndarray) -> np.ndarray:
-    """(N, side, side) from (N, side*side), (N, 1, side, side) or (N, side, side)."""
-    arr = np.asarray(images)
-    if arr.ndim == 4 and arr.shape[1] == 1:
-        arr = arr[:, 0]
-    if arr.ndim == 2:
-        side = math.isqrt(arr.shape[1])
-        if side * side != arr.shape[1]:
-            raise ValueError(f"flattened images must have a square pixel count, got {arr.shape}")
-        arr = arr.reshape(-1, side, side)
-    if arr.ndim != 3:
-        raise ValueError(f"images must be (N, 784), (N, 1, 28, 28) or (N, 28, 28), got "
-                         f"{arr.shape}")
-    return arr

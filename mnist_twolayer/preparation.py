@@ -95,8 +95,8 @@ def _as_unit_float(img: np.ndarray) -> np.ndarray:
 def _resize(a: np.ndarray, height: int, width: int) -> np.ndarray:
     """Float resize: averaging when shrinking (anti-aliased), bilinear when enlarging."""
     shrink = height * width < a.shape[0] * a.shape[1]
-    out = Image.fromarray(a.astype(np.float32)).resize(
-        (max(1, width), max(1, height)), Image.BOX if shrink else Image.BILINEAR)
+    resample = Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
+    out = Image.fromarray(a.astype(np.float32)).resize((max(1, width), max(1, height)), resample)
     return np.asarray(out, dtype=np.float32)
 
 

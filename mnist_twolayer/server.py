@@ -35,7 +35,7 @@ import numpy as np
 from .errors import ConfigError, ImageError, NoDigitError
 from .images import FIELD, image_to_mnist
 from .network import TwoLayerNet
-from .trainer import FIGURES
+from .run_folder import FIGURES
 
 logger = logging.getLogger(__name__)
 

@@ -1,13 +1,13 @@
-"""The training loop: batches, updates, evaluations, signals, and the run folder it keeps.
-
-A run lives in one folder: ``config.json``, ``history.json`` / ``.csv`` (see :mod:`history`),
-``checkpoint.npz`` (see :mod:`checkpoint`), and at the end ``model.npz``, ``metrics.json`` and
-the figures. Every file is written to a temporary name and renamed, so an interrupted write
-never leaves a damaged file behind and the previous checkpoint stays loadable.
+"""The training loop: batches, updates, evaluations, signals, and the run folder it keeps
+(what it holds: :mod:`run_folder`). Every file is written to a temporary name and renamed, so
+an interrupted write never leaves a damaged file behind and the previous checkpoint stays
+loadable.
 """
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import logging
 import signal
 import sys
@@ -26,11 +26,11 @@ from .checkpoint import Checkpoint, TrainState, read_checkpoint
 from .config import TrainConfig, seed_streams
 from .data import EVAL_CHUNK, export_model, prepare_data
 from .datasets import get_spec
-from .errors import CheckpointError, TrainingError, TrainingInterrupted
+from .errors import CheckpointError, ConfigError, TrainingError, TrainingInterrupted
 from .fileio import write_json_atomic
 from .history import best_evaluation, evaluations_since_best, time_to_accuracy, write_history
 from .network import PARAM_NAMES, TwoLayerNet
-from .optim import SGD, make_schedule
+from .optim import make_optimizer, make_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -41,34 +41,35 @@ DIVERGED_LOSS = 1000.0
 BAR_DELAY = 0.5
 """Seconds before a progress bar appears (tqdm's ``delay``)."""
 
-RUN_FILES = ("config.json", "history.json", "history.csv", "metrics.json", "model.npz",
-             "checkpoint.npz")
-FIGURES = ("loss.png", "accuracy.png", "confusion.png", "misclassified.png", "weights.png")
-
-
 class Trainer:
     """Trains a TwoLayerNet on a config and keeps the run folder up to date."""
 
     def __init__(self, config: TrainConfig, run_dir: str | Path, *,
                  data_dir: str | Path | None = None, quiet: bool = True,
-                 on_epoch: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_epoch: Callable[[dict[str, Any]], None] | None = None,
+                 on_progress: Callable[[int, int, float], None] | None = None) -> None:
+        """``on_epoch`` gets each evaluation's record; ``on_progress`` (iteration, total,
+        seconds of training) after every iteration, for a caller that reports progress."""
         self.config = config
         self.run_dir = Path(run_dir)
         self.quiet = quiet
         self.on_epoch = on_epoch
+        self.on_progress = on_progress
         self.data = prepare_data(config, data_dir)
         streams = seed_streams(config.seed)
         self.rng = streams.batches
         spec = get_spec(config.dataset)
         self.net = TwoLayerNet(self.data.x_train.shape[1], config.hidden, spec.num_classes,
                                config.weight_init_std, init=config.init,
-                               dtype=np.dtype(config.dtype), seed=streams.init)
-        self.optimizer = SGD(config.lr, config.momentum, nesterov=config.nesterov,
-                             weight_decay=config.weight_decay)
+                               dtype=np.dtype(config.dtype), seed=streams.init,
+                               activation=config.activation)
+        self.optimizer = make_optimizer(config.optimizer, config.lr, config.weight_decay,
+                                        config.optimizer_settings())
         self.n_train = len(self.data.x_train)
         self.iters_per_epoch = max(self.n_train // config.batch_size, 1)
         self.total_iterations = config.iters or config.epochs * self.iters_per_epoch
-        self.lr_at = make_schedule(config.schedule, config.lr, self.total_iterations)
+        self.eval_every = config.eval_every or self.iters_per_epoch
+        self._schedules: dict[tuple[int, int], Callable[[int], float]] = {}
         self.state = TrainState(mean=self.data.mean, std=self.data.std)
         self.best_params: dict[str, np.ndarray] | None = None
         self._signal: int | None = None
@@ -77,9 +78,11 @@ class Trainer:
 
     @classmethod
     def resume(cls, run_dir: str | Path, *, data_dir: str | Path | None = None,
-               quiet: bool = True,
-               on_epoch: Callable[[dict[str, Any]], None] | None = None) -> Trainer:
-        """Rebuild a trainer from ``run_dir/checkpoint.npz``, exactly where it stopped.
+               quiet: bool = True, on_epoch: Callable[[dict[str, Any]], None] | None = None,
+               on_progress: Callable[[int, int, float], None] | None = None,
+               epochs: int | None = None, iters: int | None = None) -> Trainer:
+        """Rebuild a trainer from ``run_dir/checkpoint.npz``, exactly where it stopped; with
+        ``epochs`` or ``iters``, continue to that budget instead (see :meth:`extend`).
 
         A checkpoint that does not fit (a member or field missing, a shape or dtype wrong) is a
         CheckpointError naming the file, never a half-restored trainer.
@@ -89,9 +92,53 @@ class Trainer:
                                   f"checkpoint.npz")
         path = Path(run_dir) / "checkpoint.npz"
         saved = read_checkpoint(path)
-        trainer = cls(saved.config, run_dir, data_dir=data_dir, quiet=quiet, on_epoch=on_epoch)
+        trainer = cls(saved.config, run_dir, data_dir=data_dir, quiet=quiet, on_epoch=on_epoch,
+                      on_progress=on_progress)
         trainer._restore(saved, path)
+        if epochs is not None or iters is not None:
+            trainer.extend(epochs=epochs, iters=iters)
         return trainer
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run has used its budget or stopped early."""
+        return self.state.iteration >= self.total_iterations or self.stopped_early
+
+    def extend(self, *, epochs: int | None = None, iters: int | None = None) -> None:
+        """Set a new budget (one of ``epochs``, ``iters``) beyond where the run is.
+
+        A finished run starts a new cycle of its schedule over the added iterations (a cosine
+        restarts from the base learning rate, as warm restarts do; a step schedule steps again
+        within the new cycle); an unfinished one stretches its current cycle to the new end.
+        """
+        if (epochs is None) == (iters is None):
+            raise ConfigError("give the new budget as epochs or as iterations")
+        config = self.config
+        total = iters if iters is not None else epochs * self.iters_per_epoch
+        flag = f"--iters {iters}" if iters is not None else f"--epochs {epochs}"
+        if self.stopped_early:
+            raise ConfigError(f"{self.run_dir} stopped early (patience {config.patience}): "
+                              f"more budget would stop at once; its model is already the best "
+                              f"of its evaluations")
+        if total <= self.state.iteration:
+            raise ConfigError(f"{flag} ends at iteration {total}, but {self.run_dir} is at "
+                              f"iteration {self.state.iteration} already")
+        if self.state.iteration == self.total_iterations:
+            self.state.schedule_starts.append(self.state.iteration)
+        self.config = dataclasses.replace(config, epochs=epochs, iters=iters)
+        self.total_iterations = total
+
+    def lr_at(self, iteration: int) -> float:
+        """The learning rate of ``iteration``: the schedule over the cycle it falls in."""
+        starts = self.state.schedule_starts
+        k = bisect.bisect_right(starts, iteration) - 1
+        start = starts[k]
+        end = starts[k + 1] if k + 1 < len(starts) else self.total_iterations
+        schedule = self._schedules.get((start, end))
+        if schedule is None:
+            schedule = self._schedules[start, end] = make_schedule(
+                self.config.schedule, self.config.lr, end - start)
+        return schedule(iteration - start)
 
     def _restore(self, saved: Checkpoint, path: Path) -> None:
         """Check that ``saved`` fits this trainer (built from its config), then take it over."""
@@ -103,14 +150,20 @@ class Trainer:
                 raise CheckpointError(f"{path}: parameter {key} is missing or does not fit the "
                                       f"config (expected {params[key].shape} "
                                       f"{params[key].dtype})")
-        # The velocity (there after the first update with momentum) and the best parameters
-        # (after the first evaluation with a validation split) are there, shaped like params.
-        velocity = {k.split("/", 1)[1]: v for k, v in saved.optimizer_state.items()
-                    if k.startswith("velocity/")}
-        for group, found, required in (
-                ("velocity", velocity, bool(config.momentum and state.iteration)),
-                ("best", saved.best_params or {},
-                 bool(config.val_size and state.history["epochs"]))):
+        # The optimizer's state arrays (there after its first update: velocity/, adam_m/ ...)
+        # and the best parameters (after the first evaluation with a validation split) are
+        # there, shaped like params; nothing else is.
+        groups = self.optimizer.state_groups
+        stray = sorted(k for k in saved.optimizer_state if k.split("/", 1)[0] not in groups)
+        if stray:
+            raise CheckpointError(f"{path}: {', '.join(stray)} are not state of the "
+                                  f"{config.optimizer} optimizer this run uses")
+        expected = [(group, {k.split("/", 1)[1]: v for k, v in saved.optimizer_state.items()
+                             if k.split("/", 1)[0] == group}, bool(state.iteration))
+                    for group in groups]
+        expected.append(("best", saved.best_params or {},
+                         bool(config.val_size and state.history["epochs"])))
+        for group, found, required in expected:
             if set(found) != (set(PARAM_NAMES) if required else set()) or any(
                     v.shape != params[k].shape or v.dtype != params[k].dtype
                     for k, v in found.items()):
@@ -131,7 +184,7 @@ class Trainer:
             raise CheckpointError(f"{path}: damaged random generator state ({exc})") from None
         for key in PARAM_NAMES:
             params[key][...] = saved.params[key]
-        self.optimizer.load_state_dict(saved.optimizer_state)
+        self.optimizer.load_state_dict(saved.optimizer_state, steps=state.iteration)
         if saved.best_params:
             self.best_params = {k: v.copy() for k, v in saved.best_params.items()}
         state.permutation = perm.astype(np.int64)
@@ -200,9 +253,16 @@ class Trainer:
         """
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.run_dir / "config.json", self.config.to_dict())
-        state, config, net = self.state, self.config, self.net
-        if state.iteration == 0:
+        if self.state.iteration == 0:
             self.save_checkpoint()
+        with self._signals():  # a signal during the final writes waits for them to be whole
+            self._train()
+            return self.finish()
+
+    def _train(self) -> None:
+        """The iterations, until the budget is used, the run stops early, or a signal comes
+        (then the checkpoint, the history and the partial outputs are written)."""
+        state, config, net = self.state, self.config, self.net
         x_all, t_all = self.data.x_train, self.data.t_train
         background = (0.0 - self.data.mean) / self.data.std
         method = config.gradient
@@ -210,7 +270,7 @@ class Trainer:
         # Overflow is what divergence looks like: the loss checks below report it in one line,
         # so NumPy's warnings about it must not reach the terminal. The bar waits a moment
         # before it shows, so a run that fails at once leaves that one line and nothing else.
-        with self._signals(), np.errstate(all="ignore"), tqdm(
+        with np.errstate(all="ignore"), tqdm(
                 total=self.total_iterations, initial=state.iteration, disable=self.quiet or None,
                 unit="it", leave=False, dynamic_ncols=True, file=sys.stderr,
                 delay=BAR_DELAY) as bar:
@@ -228,6 +288,8 @@ class Trainer:
                     state.elapsed += time.perf_counter() - started
                     self.save_checkpoint()
                     write_history(self.run_dir, state.history)
+                    bar.close()
+                    self.finish(partial=True)  # the model so far, to look at
                     raise TrainingInterrupted(self.run_dir, state.iteration, self._signal)
                 indices = self._next_batch_indices()
                 x_batch, t_batch = x_all[indices], t_all[indices]
@@ -240,8 +302,11 @@ class Trainer:
                 losses.append(float(loss))
                 state.iteration += 1
                 bar.update(1)
-                end_of_epoch = state.iteration % self.iters_per_epoch == 0
-                if end_of_epoch or state.iteration == self.total_iterations:
+                if self.on_progress:
+                    self.on_progress(state.iteration, self.total_iterations,
+                                     state.elapsed + time.perf_counter() - started)
+                if (state.iteration % self.eval_every == 0
+                        or state.iteration == self.total_iterations):
                     record = self._evaluate()
                     if not record["train_loss"] < DIVERGED_LOSS:  # the last update blew up;
                         raise self._diverged(record["train_loss"], state.iteration)  # not saved
@@ -252,7 +317,6 @@ class Trainer:
                     started = time.perf_counter()
                     self.save_checkpoint()
                     write_history(self.run_dir, state.history)
-        return self.finish()
 
     def _diverged(self, loss: float, iteration: int) -> TrainingError:
         return TrainingError(
@@ -288,13 +352,14 @@ class Trainer:
         """The parameters to keep: best by validation when there is a split, else the last."""
         return self.best_params if self.best_params is not None else self.net.params
 
-    def finish(self) -> dict[str, Any]:
-        """Write model.npz, metrics.json and the figures for the run as it now stands."""
+    def finish(self, partial: bool = False) -> dict[str, Any]:
+        """Write model.npz, metrics.json and the figures for the run as it now stands
+        (``partial``: an interrupted run, so marked in metrics.json)."""
         from . import plots
 
         state, data, config = self.state, self.data, self.config
         kept = TwoLayerNet(self.net.input_size, self.net.hidden_size, self.net.output_size,
-                           dtype=self.net.dtype, seed=0)
+                           dtype=self.net.dtype, seed=0, activation=self.net.activation)
         for key in PARAM_NAMES:
             kept.params[key][...] = self._kept_params()[key]
         model = export_model(kept, data.mean, data.std)
@@ -311,7 +376,7 @@ class Trainer:
             "epochs": records[-1]["epoch"] if records else 0,
             "iterations": state.iteration, "seconds": state.elapsed,
             "time_to_accuracy": time_to_accuracy(state.history),
-            "stopped_early": self.stopped_early,
+            "stopped_early": self.stopped_early, "partial": partial,
         }
         if (best := best_evaluation(state.history)) is not None:
             metrics["val_accuracy"] = best[1]["val_accuracy"]

@@ -60,13 +60,21 @@ def test_evaluate_takes_the_run_folder_and_names_the_classes(registered, capsys)
                         f"{metrics['test_loss']:.4f} on 200 images")
 
 
-def test_evaluating_on_another_dataset_warns_in_one_line(registered, capsys):
-    assert main(["evaluate", str(registered["digits"]), "--dataset", "mini-named",
+def test_evaluating_on_another_dataset_warns_in_one_line_and_keeps_the_runs_figures(
+        registered, capsys):
+    run = registered["digits"]
+    own = {name: (run / name).read_bytes() for name in ("confusion.png", "misclassified.png")}
+    assert main(["evaluate", str(run), "--dataset", "mini-named",
                  "--data-dir", str(registered["data"]), "--json"]) == 0
     captured = capsys.readouterr()
-    assert captured.err == (f"warning: {registered['digits']} was trained on mini, not "
+    assert captured.err == (f"warning: {run} was trained on mini, not "
                             f"mini-named: expect little better than chance\n")
-    assert json.loads(captured.out)["dataset"] == "mini-named"
+    report = json.loads(captured.out)
+    assert report["dataset"] == "mini-named"
+    assert report["figures"] == [str(run / "confusion-mini-named.png"),
+                                 str(run / "misclassified-mini-named.png")]
+    assert all((run / name).read_bytes() == own[name] for name in own)
+    assert all(Path(figure).stat().st_size > 0 for figure in report["figures"])
 
 
 def test_a_folder_without_a_model_is_one_line(tmp_path, capsys):

@@ -35,6 +35,14 @@ def test_settings_that_cannot_work_are_config_errors(overrides, message):
                                "replacement"),
     (dict(gradient="guess"), "unknown gradient method 'guess'; choose one of backprop, "
                              "autograd, numerical"),
+    (dict(activation="tanh"), "unknown activation 'tanh'; choose one of sigmoid, relu"),
+    (dict(optimizer="lion"), "unknown optimizer 'lion'; choose one of sgd, momentum, nesterov, "
+                             "adagrad, rmsprop, adam"),
+    (dict(optimizer="adam", beta1=1.0), "beta1 must be in [0, 1), got 1.0"),
+    (dict(optimizer="adam", beta2=1.5), "beta2 must be in [0, 1), got 1.5"),
+    (dict(optimizer="rmsprop", decay_rate=1.0), "decay rate must be in [0, 1), got 1.0"),
+    (dict(optimizer="adagrad", eps=-1.0), "eps must be a positive number, got -1.0"),
+    (dict(optimizer="adam", lr=0.0), "learning rate must be a positive number, got 0.0"),
 ])
 def test_network_and_optimizer_settings_are_checked_by_their_own_rules(overrides, message):
     """The same words as TwoLayerNet and SGD use: one check, written once."""
@@ -45,7 +53,7 @@ def test_network_and_optimizer_settings_are_checked_by_their_own_rules(overrides
 
 def test_unknown_preset_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown preset 'fast'; choose one of book, default, "
-                                          "best"):
+                                          "best, book-ch4, book-ch5"):
         config_from_preset("fast")
 
 
@@ -69,3 +77,78 @@ def test_a_wrong_setting_is_reported_before_any_data_is_looked_for(tmp_path):
     with pytest.raises(ConfigError, match="Nesterov momentum needs --momentum greater than 0"):
         prepare_data(config, data_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("preset, overrides, optimizer, lr", [
+    # before --optimizer, --momentum and --nesterov chose among these three; they still do
+    ("book", dict(momentum=0.9), "momentum", 0.1),
+    ("default", dict(momentum=0.0), "sgd", 0.2),
+    ("default", dict(momentum=0.5), "momentum", 0.2),
+    ("default", dict(nesterov=True), "nesterov", 0.2),
+    ("best", dict(nesterov=False), "momentum", 0.1),
+    ("book", dict(nesterov=True, momentum=0.5), "nesterov", 0.1),
+    # a preset's lr carries over within the SGD family ...
+    ("default", dict(optimizer="sgd"), "sgd", 0.2),
+    ("book", dict(optimizer="nesterov"), "nesterov", 0.1),
+    # ... adagrad, rmsprop and adam take their own default unless --lr is given
+    ("default", dict(optimizer="adam"), "adam", 0.001),
+    ("book", dict(optimizer="adagrad"), "adagrad", 0.01),
+    ("default", dict(optimizer="rmsprop", lr=0.003), "rmsprop", 0.003),
+])
+def test_the_optimizer_and_its_learning_rate_follow_the_flags(preset, overrides, optimizer, lr):
+    config = config_from_preset(preset, **overrides)
+    assert (config.optimizer, config.lr) == (optimizer, lr)
+    config.validate()
+
+
+def test_legacy_momentum_keeps_its_value_and_new_optimizers_their_settings():
+    assert config_from_preset("book", nesterov=True, momentum=0.5).momentum == 0.5
+    config = config_from_preset("default", optimizer="adam", beta1=0.8, eps=1e-7)
+    assert (config.beta1, config.beta2, config.eps) == (0.8, 0.999, 1e-7)
+    assert config.optimizer_settings() == dict(momentum=0.9, beta1=0.8, beta2=0.999, eps=1e-7,
+                                               decay_rate=0.99)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(optimizer="adam", momentum=0.5), "--momentum does not apply to adam (it is a setting "
+                                           "of momentum, nesterov)"),
+    (dict(optimizer="sgd", beta1=0.5), "--beta1 does not apply to sgd (it is a setting of "
+                                       "adam)"),
+    (dict(decay_rate=0.9), "--decay-rate does not apply to momentum (it is a setting of "
+                           "rmsprop)"),
+    (dict(optimizer="momentum", eps=1e-8), "--eps does not apply to momentum (it is a setting "
+                                           "of adagrad, rmsprop, adam)"),
+    (dict(optimizer="adam", nesterov=True), "--nesterov means --optimizer nesterov; it does not "
+                                            "go with --optimizer adam"),
+])
+def test_a_setting_the_chosen_optimizer_does_not_use_is_refused(overrides, message):
+    with pytest.raises(ConfigError) as info:
+        config_from_preset("default", **overrides)
+    assert str(info.value) == message
+
+
+def test_a_config_written_before_optimizer_and_activation_reads_as_its_run():
+    """config.json (and a checkpoint's config) as written until 2026-11-24."""
+    old = dict(dataset="mnist", hidden=800, epochs=30, iters=None, batch_size=100, lr=0.1,
+               momentum=0.9, nesterov=True, weight_decay=5e-05, schedule="cosine",
+               init="xavier", weight_init_std=0.01, dtype="float32", seed=0, val_size=0,
+               train_size=None, sampling="permutation", gradient="backprop", standardize=True,
+               augment_shift=2, patience=None, preset="best")
+    assert TrainConfig.from_dict(old) == config_from_preset("best")
+    assert TrainConfig.from_dict(dict(old, nesterov=False)).optimizer == "momentum"
+    book = TrainConfig.from_dict(dict(old, momentum=0.0, nesterov=False))
+    assert (book.optimizer, book.activation) == ("sgd", "sigmoid")
+    with pytest.raises(ConfigError, match="nesterov=True contradicts optimizer 'adam'"):
+        TrainConfig.from_dict(dict(old, optimizer="adam"))
+
+
+def test_book_presets():
+    """book-ch4 is book; book-ch5 is the same job with ReLU (ch05/train_neuralnet.py)."""
+    assert config_from_preset("book-ch4").to_dict() == dict(
+        config_from_preset("book").to_dict(), preset="book-ch4")
+    ch5 = config_from_preset("book-ch5")
+    assert dict(ch5.to_dict(), activation="sigmoid", preset="book") == config_from_preset(
+        "book").to_dict()
+    assert (ch5.activation, ch5.hidden, ch5.init, ch5.weight_init_std, ch5.lr, ch5.optimizer,
+            ch5.batch_size, ch5.sampling, ch5.iters, ch5.schedule, ch5.standardize) == (
+        "relu", 50, "normal", 0.01, 0.1, "sgd", 100, "replacement", 10000, "constant", False)

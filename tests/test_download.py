@@ -32,7 +32,7 @@ def serve_tiny(server: LocalServer, tiny: Tiny, prefix: str = "/tiny/") -> str:
 
 def assert_installed(tiny: Tiny) -> None:
     """Every file verifies, and no temporary or partial file is left behind."""
-    names = sorted(p.name for p in tiny.folder.iterdir() if p.name != ".lock")
+    names = sorted(p.name for p in tiny.folder.iterdir())
     assert names == sorted(n for f in tiny.spec.files
                            for n in (f.filename, f"{f.stem}.npy", f"{f.stem}.npy.json"))
     (x, t), (x_test, t_test) = load_mnist(False, False, dataset="tiny", data_dir=tiny.data_dir,
@@ -84,7 +84,7 @@ def test_every_mirror_fails(http_server, tiny: Tiny) -> None:
         f"train-images-idx3-ubyte.gz's {tiny.spec.files[0].sha256[:16]}... (corrupt or wrong "
         "file); http://127.0.0.1:9/: connection failed (Connection refused) (after 1 attempt); "
         "for a local copy use --from DIR or --mirror URL")
-    assert not [p for p in tiny.folder.iterdir() if p.name != ".lock"]
+    assert not [p for p in tiny.folder.iterdir()]
 
 
 def test_wrong_bytes_never_enter_the_cache(http_server, tiny: Tiny) -> None:
@@ -277,7 +277,7 @@ def test_fashion_from_dir_rejects_files_that_do_not_verify(tmp_path: Path) -> No
         f"could not get fashion-mnist file train-images-idx3-ubyte.gz: {source}: payload sha256 ")
     assert str(info.value).endswith("does not match train-images-idx3-ubyte.gz's "
                                     "c59f468a2f672dc8... (corrupt or wrong file)")
-    assert not [p for p in (tmp_path / "data" / "fashion-mnist").iterdir() if p.name != ".lock"]
+    assert not [p for p in (tmp_path / "data" / "fashion-mnist").iterdir()]
 
 
 needs_debian = pytest.mark.skipif(not DEBIAN_FASHION.is_dir(),

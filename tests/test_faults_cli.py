@@ -115,6 +115,21 @@ CASES: dict[str, tuple[list[str], int, str]] = {
     "train --augment-shift -1": bad("--augment-shift", "-1", NONNEGATIVE),
     "train --nesterov with --momentum 0": ([*TRAIN, "--nesterov", "--momentum", "0"], 2,
                                            "Nesterov momentum needs --momentum greater than 0"),
+    "train --beta1 1": ([*TRAIN, "--optimizer", "adam", "--beta1", "1"], 2,
+                        "beta1 must be in [0, 1), got 1.0"),
+    "train --beta2 -1": bad("--beta2", "-1", NONNEGATIVE),
+    "train --decay-rate 1": ([*TRAIN, "--optimizer", "rmsprop", "--decay-rate", "1"], 2,
+                             "decay rate must be in [0, 1), got 1.0"),
+    "train --decay-rate abc": bad("--decay-rate", "abc", NOT_NUMBER),
+    "train --eps 0": bad("--eps", "0", POSITIVE),
+    "train --momentum with --optimizer adam": (
+        [*TRAIN, "--optimizer", "adam", "--momentum", "0.5"], 2,
+        "--momentum does not apply to adam (it is a setting of momentum, nesterov)"),
+    "train --beta1 without adam": ([*TRAIN, "--beta1", "0.5"], 2,
+                                   "--beta1 does not apply to momentum (it is a setting of adam)"),
+    "train --nesterov with --optimizer adagrad": (
+        [*TRAIN, "--nesterov", "--optimizer", "adagrad"], 2,
+        "--nesterov means --optimizer nesterov; it does not go with --optimizer adagrad"),
     # --- train: names ---
     "train --schedule": ([*TRAIN, "--schedule", "linear"], 2, f"{P} train: argument --schedule: "
                          "invalid choice: 'linear' (choose from 'constant', 'step', 'cosine') "
@@ -129,6 +144,12 @@ CASES: dict[str, tuple[list[str], int, str]] = {
     "train --gradient": ([*TRAIN, "--gradient", "magic"], 2, f"{P} train: argument --gradient: "
                          "invalid choice: 'magic' (choose from 'backprop', 'autograd', "
                          "'numerical') (see --help)"),
+    "train --optimizer": ([*TRAIN, "--optimizer", "lion"], 2, f"{P} train: argument "
+                          "--optimizer: invalid choice: 'lion' (choose from 'sgd', 'momentum', "
+                          "'nesterov', 'adagrad', 'rmsprop', 'adam') (see --help)"),
+    "train --activation": ([*TRAIN, "--activation", "tanh"], 2, f"{P} train: argument "
+                           "--activation: invalid choice: 'tanh' (choose from 'sigmoid', 'relu') "
+                           "(see --help)"),
     # --- train: paths ---
     "train --out under a file": (["train", "--out", "{file}/run", "--train-size", "100",
                                   "--hidden", "4", "--epochs", "1", "--quiet"], 1,

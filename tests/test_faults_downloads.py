@@ -11,7 +11,6 @@ the lock; these tests do not repeat them.
 from __future__ import annotations
 
 import errno
-import fcntl
 import hashlib
 import os
 import re
@@ -34,6 +33,7 @@ from mnist_twolayer import download as fetching
 from mnist_twolayer.datasets import DatasetSpec, load_mnist
 from mnist_twolayer.download import ENV_MIRROR, download
 from mnist_twolayer.errors import DatasetError
+from mnist_twolayer.fileio import folder_lock
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = {"timeout": (2.0, 2.0), "retries": 0, "backoff": 0.0}
@@ -50,7 +50,7 @@ UNRESOLVED = (r"connection failed \((Name or service not known|Temporary failure
 
 def assert_only_verified(folder: Path, spec: DatasetSpec, *, resumable: bool = False) -> None:
     """Every file in ``folder`` is a gz whose payload has the registry's sha256, a ``.npy``
-    cache equal to its verified gz's array (with its sidecar), or the lock file. With
+    cache equal to its verified gz's array (with its sidecar). With
     ``resumable``, hidden partial downloads (``.NAME.gz.part`` and its ``.json``), which are
     never read as data, may remain too. Nothing else: no temporary file, no partial file under a
     real name, no cache of a file that is not there."""
@@ -59,8 +59,6 @@ def assert_only_verified(folder: Path, spec: DatasetSpec, *, resumable: bool = F
     verified: dict[str, np.ndarray] = {}
     for path in sorted(folder.iterdir()):
         name = path.name
-        if name == ".lock":
-            continue
         if name in by_name:
             payload = idx.read_payload(path)
             assert hashlib.sha256(payload).hexdigest() == by_name[name].sha256, name
@@ -293,9 +291,8 @@ def test_download_process_killed_midway_leaves_a_partial_the_next_run_resumes(
     assert not (folder / IMAGES).exists()
     kept = part.stat().st_size
     assert_only_verified(folder, datasets.DATASETS["mnist"], resumable=True)
-    with open(folder / ".lock", "a+b") as lock:  # the kernel released the dead process's lock
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises BlockingIOError if held
-        fcntl.flock(lock, fcntl.LOCK_UN)
+    with folder_lock(folder, wait=False):  # the kernel released the dead process's lock
+        pass  # (FolderInUse if it were still held)
     results = download("mnist", tmp_path, mirrors=[mirror], quiet=True, **FAST)
     assert [r.action for r in results] == ["downloaded"] * 4
     headers, sent = server.requests_for(path, 2)[1]
@@ -381,10 +378,12 @@ def test_read_only_folder_keeps_serving_what_it_holds(http_server, tiny: Tiny) -
     with read_only(tiny.folder):
         with pytest.raises(DatasetError) as info:
             download("tiny", tiny.data_dir, mirrors=[mirror], quiet=True, **FAST)
+        # refused before any mirror is asked: the folder, not a mirror, is what failed
         assert re.fullmatch(
-            rf"cannot write t10k-labels-idx1-ubyte.gz into {re.escape(str(tiny.folder))} "
-            r"\((Permission denied|Operation not permitted)\); free space there or choose "
-            r"another place with --data-dir or MNIST_TWOLAYER_DATA", str(info.value)), info.value
+            rf"cannot write to {re.escape(str(tiny.folder))} \((Permission denied|Operation not "
+            r"permitted)\); choose another place with --data-dir or MNIST_TWOLAYER_DATA",
+            str(info.value)), info.value
+    assert len(server.requests) == 4
     assert {p.name: p.read_bytes() for p in tiny.folder.iterdir()} == before
     assert_only_verified(tiny.folder, tiny.spec)
     download("tiny", tiny.data_dir, mirrors=[mirror], quiet=True, **FAST)  # writable again

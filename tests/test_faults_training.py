@@ -26,12 +26,13 @@ import numpy as np
 import pytest
 from faults_support import kill_when, no_figures, one_error_line
 
-from mnist_twolayer import cli, fileio
+from mnist_twolayer import cli, fileio, run_folder
 from mnist_twolayer.checkpoint import read_checkpoint
 from mnist_twolayer.config import config_from_preset
 from mnist_twolayer.errors import CheckpointError, TrainingInterrupted
 from mnist_twolayer.network import PARAM_NAMES
-from mnist_twolayer.trainer import RUN_FILES, Trainer
+from mnist_twolayer.run_folder import FIGURES, RUN_FILES
+from mnist_twolayer.trainer import Trainer
 
 REPO = Path(__file__).resolve().parent.parent
 ENOSPC = os.strerror(errno.ENOSPC)
@@ -189,6 +190,13 @@ if hang_at:  # write half of that checkpoint's temporary file, say so, and wait 
                 time.sleep(120)
         return real_write(file, arrays)
     fileio.write_npz = hanging_write
+if os.environ.get("FAULT_SLOW_FINISH"):  # the last figure takes a while; FAULT_READY says when
+    real_weights = plots.plot_weights
+    def slow_weights(*args, **kwargs):
+        open(os.environ["FAULT_READY"], "w").close()
+        time.sleep(float(os.environ["FAULT_SLOW_FINISH"]))
+        return real_weights(*args, **kwargs)
+    plots.plot_weights = slow_weights
 sys.exit(cli.main(sys.argv[1:]))
 """
 
@@ -409,3 +417,105 @@ def test_a_real_full_disk(whole_cli: Path, tmp_path: Path, monkeypatch: pytest.M
     assert cli.main(["train", "--resume", str(out)]) == 0
     assert "test accuracy" in capsys.readouterr().out
     assert_same_run(out, whole_cli)
+
+
+# --- signals while a finished run writes its outputs, and two processes on one folder ---
+
+
+def test_a_signal_while_the_outputs_are_written_waits_for_them(tmp_path: Path) -> None:
+    """SIGTERM (or Ctrl-C) while a finished run writes its model, metrics and figures: the
+    writes complete and the run ends as finished, never a run without its figures."""
+    run_dir, ready = tmp_path / "run", tmp_path / "ready"
+    process = subprocess.Popen([sys.executable, "-c", DRIVER, "train", *FLAGS, "--out",
+                                str(run_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "FAULT_SLOW_FINISH": "2",
+                                               "FAULT_READY": str(ready)})
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists():
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr
+            time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 0 and err == "", err
+    assert out.startswith("test accuracy ")
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted(RUN_FILES + FIGURES)
+    assert json.loads((run_dir / "metrics.json").read_text())["partial"] is False
+
+
+def test_a_second_train_on_a_folder_in_use_is_refused_and_writes_nothing(tmp_path: Path
+                                                                         ) -> None:
+    run_dir, started = tmp_path / "run", tmp_path / "started"
+    first = driver(["--out", str(run_dir)], FAULT_SLOW="0.05", FAULT_STARTED=str(started))
+    try:
+        deadline = time.monotonic() + 120
+        while not started.exists():
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+        for args in (["train", "--out", str(run_dir), "--hidden", "64", "--seed", "5",
+                      "--quiet"], ["train", "--resume", str(run_dir), "--quiet"]):
+            result = subprocess.run([sys.executable, "-m", "mnist_twolayer", *args],
+                                    capture_output=True, text=True, timeout=120)
+            assert result.returncode == 2
+            assert one_error_line(result.stderr) == (
+                f"{run_dir} is in use by process {first.pid}, a train or --resume running "
+                f"there; wait for it to end or choose another --out")
+            now = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.name in before}
+            assert json.loads(now["config.json"])["hidden"] == 8  # still the first run's
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=120)
+    finally:
+        first.kill()
+    assert json.loads((run_dir / "config.json").read_text())["hidden"] == 8
+
+
+HOLD_FOLDER = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_new_run_that_loses_the_race_for_its_folder_leaves_it_to_the_winner(
+        mini_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """Two new runs on one missing folder: this one creates it, the other locks it first
+    (as if scheduled between our mkdir and our lock). Ours is refused and must not remove the
+    folder that now belongs to the winner, though ours made it and it is still empty."""
+    run_dir, real_lock = tmp_path / "run", fileio.folder_lock
+    winners: list[subprocess.Popen] = []
+
+    def lock_after_the_winner(folder: Path, **kwargs: Any):
+        winner = subprocess.Popen([sys.executable, "-c", HOLD_FOLDER, str(folder)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        winners.append(winner)
+        assert winner.stdout.readline() == "locked\n"
+        return real_lock(folder, **kwargs)
+
+    monkeypatch.setattr(run_folder, "folder_lock", lock_after_the_winner)
+    try:
+        code = cli.main(["train", "--dataset", "mini", "--out", str(run_dir), "--quiet"])
+        assert code == 2
+        assert capsys.readouterr().err.splitlines()[-1] == (
+            f"error: {run_dir} is in use by process {winners[0].pid}, a train or --resume "
+            f"running there; wait for it to end or choose another --out")
+        assert run_dir.is_dir() and winners[0].poll() is None  # the winner's, still held
+    finally:
+        for winner in winners:
+            winner.kill()
+            winner.communicate()
+
+
+def test_a_new_run_whose_data_fails_removes_the_folder_it_made(tmp_path: Path) -> None:
+    run_dir, not_a_folder = tmp_path / "deep" / "run", tmp_path / "file"
+    not_a_folder.touch()
+    result = subprocess.run([sys.executable, "-m", "mnist_twolayer", "train", "--data-dir",
+                             str(not_a_folder), "--out", str(run_dir), "--quiet"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Not a directory" in one_error_line(result.stderr)
+    assert not run_dir.exists()
+    assert (tmp_path / "deep").is_dir()  # a parent made on the way is harmless, and stays

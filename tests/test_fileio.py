@@ -27,14 +27,17 @@ def test_atomic_write_respects_the_umask(tmp_path, umask, mode):
 
 
 def test_a_write_removes_temporaries_that_dead_writers_left_and_keeps_live_ones(tmp_path):
-    """A writer SIGKILLed mid-write leaves .NAME.PID.RANDOM.tmp behind; the next write into the
-    folder removes it once that process is gone, and leaves a live process's file alone."""
+    """A writer SIGKILLed mid-write leaves .NAME.mnist_twolayer.PID.RANDOM.tmp behind; the next
+    write into the folder removes it once that process is gone, and leaves a live process's file
+    alone, and any file without our mark (another program's, even of a dead process)."""
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                               capture_output=True, text=True, check=True)
     dead_pid = int(finished.stdout)  # that process has exited
-    dead = tmp_path / f".model.npz.{dead_pid}.k2j4_x.tmp"
-    live = tmp_path / f".model.npz.{os.getppid()}.abc123.tmp"  # our parent is running
-    unrelated = [tmp_path / ".notes.tmp", tmp_path / "data.tmp", tmp_path / ".a.b.tmp"]
+    dead = tmp_path / f".model.npz.mnist_twolayer.{dead_pid}.k2j4_x.tmp"
+    live = tmp_path / f".model.npz.mnist_twolayer.{os.getppid()}.abc123.tmp"  # parent: running
+    unrelated = [tmp_path / ".notes.tmp", tmp_path / "data.tmp", tmp_path / ".a.b.tmp",
+                 tmp_path / f".model.npz.{dead_pid}.k2j4_x.tmp",
+                 tmp_path / f"model.npz.mnist_twolayer.{dead_pid}.k2j4_x.tmp"]
     for path in (dead, live, *unrelated):
         path.write_text("half")
     write_text_atomic(tmp_path / "f.txt", "x")
@@ -44,7 +47,8 @@ def test_a_write_removes_temporaries_that_dead_writers_left_and_keeps_live_ones(
 
 def test_the_temporary_name_carries_the_writer_pid(tmp_path):
     with atomic_path(tmp_path / "f.txt") as tmp:
-        assert tmp.name.startswith(f".f.txt.{os.getpid()}.") and tmp.name.endswith(".tmp")
+        assert tmp.name.startswith(f".f.txt.mnist_twolayer.{os.getpid()}.")
+        assert tmp.name.endswith(".tmp")
         assert remove_stale_temporaries(tmp_path) == []  # our own, in use
         tmp.write_text("x")
     assert os.listdir(tmp_path) == ["f.txt"]

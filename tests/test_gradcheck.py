@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -181,11 +182,15 @@ def test_torch_path_is_refused_cleanly_when_torch_is_missing(monkeypatch, mnist)
 def test_each_pair_gets_a_verdict_against_the_tolerance_it_is_held_to(small_result):
     verdicts = {(v.a, v.b): v for v in small_result.verdicts()}
     assert set(verdicts) == set(comparison_pairs(parse_methods(FAST)))
+    # nditer's two losses each within gamma_N max(|L|, 1) for N = 784 + 10 + 10 + 5 + 4
+    # operations in a chain (u = 2^-53), over h; plus the steps' rounding, eps / h
+    loss = small_result.config["loss"]
+    assert loss == pytest.approx(np.log(10), abs=0.05)  # the book's init: near-uniform outputs
+    nditer_rounding = 813 * 2.0**-53 / (1 - 813 * 2.0**-53) * loss / 1e-4 + 2.0**-52 / 1e-4
     expected = {("backprop", "autograd"): ("rel_error", 1e-12),
                 ("backprop", "numerical_vectorized"): ("rel_error", 1e-7 + 2.0**-52 / 1e-4),
                 ("backprop", "numerical_nditer"): ("rel_error", 1e-7 + 2.0**-52 / 1e-4),
-                ("numerical_nditer", "numerical_vectorized"): ("max_abs_diff",
-                                                               1e-14 / 1e-4 + 2.0**-52 / 1e-4)}
+                ("numerical_nditer", "numerical_vectorized"): ("max_abs_diff", nditer_rounding)}
     for pair, (measure, tolerance) in expected.items():
         verdict = verdicts[pair]
         assert (verdict.measure, verdict.tolerance) == (measure, pytest.approx(tolerance))
@@ -199,7 +204,7 @@ def test_each_pair_gets_a_verdict_against_the_tolerance_it_is_held_to(small_resu
                               "n <= 784 terms in float64)")
 
 
-def test_a_path_that_is_off_is_a_disagreement_and_gradcheck_exits_1(mnist, monkeypatch,
+def test_a_path_that_is_off_is_a_disagreement_and_gradcheck_exits_3(mnist, monkeypatch,
                                                                        capsys):
     real = gradcheck.compute_gradients
 
@@ -211,12 +216,48 @@ def test_a_path_that_is_off_is_a_disagreement_and_gradcheck_exits_1(mnist, monke
 
     monkeypatch.setattr(gradcheck, "compute_gradients", off_by_a_little)
     argv = ["gradcheck", "--batch", "5", "--hidden", "10", "--methods", "backprop,autograd"]
-    assert main(argv) == 1
+    assert main(argv) == 3
     last = capsys.readouterr().out.splitlines()[-1]
     assert last.startswith("backprop vs autograd: DISAGREE, rel_error 1.0e-09 > 1e-12 (")
-    assert main([*argv, "--json"]) == 1
+    assert main([*argv, "--json"]) == 3
     verdict, = json.loads(capsys.readouterr().out)["verdicts"]
     assert verdict["agree"] is False and verdict["tolerance"] == 1e-12
+    assert verdict["state"] == "DISAGREE"
+
+
+def test_a_step_too_small_to_tell_anything_is_inconclusive_and_exits_4(mnist, capsys):
+    """At h = 1e-14 float64's rounding over h alone is eps / h = 2.2e-2 relative: a tolerance
+    that loose passes any gradient near the right one, so the pair gets no verdict."""
+    argv = ["gradcheck", "--batch", "5", "--hidden", "10", "--h", "1e-14", "--methods",
+            "backprop,autograd,numerical_vectorized", "--json"]
+    assert main(argv) == 4
+    verdicts = json.loads(capsys.readouterr().out)["verdicts"]
+    assert [(v["b"], v["state"], v["agree"]) for v in verdicts] == [
+        ("autograd", "agree", True), ("numerical_vectorized", "inconclusive", False)]
+    assert verdicts[1]["tolerance"] == pytest.approx(1e-7 * 1e-20 + 2.0**-52 / 1e-14)
+    assert main(argv[:-1]) == 4
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("backprop vs numerical_vectorized: inconclusive, rel_error ")
+    assert last.endswith("; a tolerance that loose says nothing: choose a step --h nearer the "
+                         "default")
+
+
+def test_a_step_some_parameter_cannot_take_is_refused(mnist, capsys):
+    assert main(["gradcheck", "--batch", "5", "--hidden", "10", "--h", "1e-19",
+                 "--methods", "backprop,numerical_vectorized"]) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"error: --h 1e-19 is too small for W1 in float64: next to its entries "
+                        r"\(up to 0\.0\d+\) a step of 1e-19 rounds to nothing; choose a step "
+                        r"above \de-18\n", err), err
+
+
+def test_the_nditer_loop_in_float32_is_refused(mnist, capsys):
+    assert main(["gradcheck", "--batch", "5", "--hidden", "10", "--dtype", "float32",
+                 "--methods", "backprop,numerical_nditer"]) == 2
+    assert capsys.readouterr().err == (
+        "error: numerical_nditer in float32 rounds each loss (~2.3) to ~1e-7, which over 2h is "
+        "as large as the gradient entries; use --dtype float64 (numerical_vectorized computes "
+        "its differences in float64 in either)\n")
 
 
 def test_cli_json(capsys, mnist):

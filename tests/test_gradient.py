@@ -429,3 +429,29 @@ def test_vectorized_returns_the_loss_and_the_parameter_dtype(activation):
             # the float32 steps (p + h rounded to float32: ~1e-7 / 1e-4 = 1e-3 relative)
             np.testing.assert_allclose(result.grads[name], backprop[name], rtol=1e-3,
                                        atol=1e-6)
+
+
+def test_the_series_path_and_the_closed_forms_give_the_same_differences(mnist, monkeypatch):
+    """The sigmoid net's small steps take the Taylor series (R matrix products); forcing the
+    closed forms must give the same gradient to rounding: the series' remainder is bounded by
+    a quarter ulp of each loss change, and both sum the same differences."""
+    net, x, t = small_problem(mnist, hidden=10, batch=20)
+    net.params["W2"] *= 300  # logit directions up to ~10: more terms, still the series
+    assert gradient._series_terms(1e-4, 10.0) is not None
+    series = two_layer_numerical_gradient(net.params, x, t)
+    monkeypatch.setattr(gradient, "_series_terms", lambda step, reach: None)
+    closed = two_layer_numerical_gradient(net.params, x, t)
+    for name in PARAM_NAMES:
+        # each of N = 20 loss changes (|d| <= |s| |u|) differs by a few ulp of itself, over 2h
+        scale = np.abs(closed.grads[name]).max()
+        np.testing.assert_allclose(series.grads[name], closed.grads[name], rtol=0,
+                                   atol=64 * 20 * EPS64 * scale + 1e-30, err_msg=name)
+
+
+def test_series_terms_grow_as_steps_grow_and_give_way_to_the_closed_forms():
+    # q = step / rho with rho = min(1, 1 / (5 reach)); R terms once q^R / (1 - q) <= 2^-54
+    assert gradient._series_terms(1e-4, 0.05) == 5  # book weights: rho = 1, q = 1e-4
+    assert gradient._series_terms(1e-4, 10.0) == 8  # rho = 0.02, q = 5e-3
+    assert gradient._series_terms(0.05, 0.05) == 13  # q = 0.05
+    assert gradient._series_terms(0.1, 0.05) is None  # q = 0.1 would need 17 of at most 16
+    assert gradient._series_terms(0.0, 3.0) == 1

@@ -446,7 +446,7 @@ YY, XX = np.mgrid[0:SIZE, 0:SIZE] / (SIZE - 1)
 def coverage(digit: np.ndarray) -> np.ndarray:
     """How much ink covers each pixel of an MNIST digit drawn 200 pixels tall."""
     ink = np.round(np.asarray(digit).reshape(28, 28) * 255).astype(np.uint8)
-    return np.asarray(Image.fromarray(ink).resize((SIZE, SIZE), Image.BICUBIC)) / 255.0
+    return np.asarray(Image.fromarray(ink).resize((SIZE, SIZE), Image.Resampling.BICUBIC)) / 255.0
 
 
 def on_paper(cover: np.ndarray, paper: float | tuple = 0.95,
@@ -556,7 +556,8 @@ def pen_digit(width: int) -> np.ndarray:
 
 def output_stroke_width(out: np.ndarray) -> float:
     """Stroke width of a prepared digit measured as STROKE_WIDTH was (4x, grey >= 0.5)."""
-    up = np.asarray(Image.fromarray(out.reshape(28, 28)).resize((112, 112), Image.BILINEAR))
+    up = np.asarray(Image.fromarray(out.reshape(28, 28))
+                    .resize((112, 112), Image.Resampling.BILINEAR))
     return stroke_width(up >= 0.5)
 
 
@@ -573,7 +574,7 @@ def test_stroke_width_range_is_mnist_s(mnist) -> None:
     (x_train, _), _ = mnist
     sample = np.random.default_rng(0).choice(len(x_train), 10_000, replace=False)
     widths = [stroke_width(np.asarray(Image.fromarray(np.asarray(x_train[i]).reshape(28, 28))
-                                       .resize((112, 112), Image.BILINEAR)) >= 0.5)
+                                       .resize((112, 112), Image.Resampling.BILINEAR)) >= 0.5)
               for i in sample]
     np.testing.assert_allclose(np.percentile(widths, [10, 90]), STROKE_WIDTH, atol=0.1)
 

@@ -23,6 +23,7 @@ from mnist_twolayer.plots import (
     plot_loss,
     plot_misclassified,
     plot_runs,
+    plot_sweep,
     plot_weights,
 )
 
@@ -267,6 +268,49 @@ def test_runs_refuse_unknown_metric_and_nothing_to_plot(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no runs to plot"):
         plot_runs([], tmp_path / "x.png")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sweep_figure_draws_each_runs_smoothed_loss_and_test_accuracy(tmp_path: Path) -> None:
+    """The longest run has 800 iterations: a moving average of 800 // 40 = 20. A run that
+    diverged after 130 iterations keeps its curve; the name it is given says so."""
+    long, short = make_history(epochs=8, seed=1), make_history(epochs=2, seed=2)
+    diverged = {"iteration_loss": make_history(seed=3)["iteration_loss"][:130], "epochs":
+                make_history(epochs=1, seed=3)["epochs"]}
+    runs = [("adam", long), ("sgd", short), ("rmsprop: diverged after 130 iterations", diverged)]
+    fig = plot_sweep(runs, tmp_path / "sweep.png", "The optimizers")
+    assert_png(tmp_path / "sweep.png", min_size=(1200, 500))
+    loss_ax, accuracy_ax = fig.axes
+    assert fig._suptitle.get_text() == "The optimizers"  # get_suptitle(): matplotlib >= 3.8
+    assert loss_ax.get_title() == "Minibatch loss (moving average of 20)"
+    assert loss_ax.get_yscale() == "log"
+    for (name, history), (label, (x, y)) in zip(runs, lines(loss_ax).items(), strict=True):
+        smooth = moving_average(history["iteration_loss"], 20)
+        assert label == f"{name} ({smooth[-1]:.3f})"
+        np.testing.assert_array_equal(x, np.arange(1, len(history["iteration_loss"]) + 1))
+        np.testing.assert_array_equal(y, smooth)
+    for (name, history), (label, (x, y)) in zip(runs, lines(accuracy_ax).items(), strict=True):
+        assert label == f"{name} ({column(history, 'test_accuracy')[-1]:.2%})"
+        np.testing.assert_array_equal(x, column(history, "iteration"))
+        np.testing.assert_array_equal(y, column(history, "test_accuracy"))
+    # from 3 points below the worst final accuracy (the diverged run's 0.927) up to 100%
+    assert accuracy_ax.get_ylim() == pytest.approx((0.927 - 0.03, 1.0), abs=1e-12)
+    drawn = loss_ax.get_lines()
+    assert [(line.get_linestyle(), line.get_zorder()) for line in drawn] == [
+        ("-", 2), ("--", 2.5), ("-", 2)]  # dashed on top: coinciding runs both show
+    assert len({line.get_color() for line in drawn}) == 3
+    with pytest.raises(ConfigError, match="no runs to plot"):
+        plot_sweep([], tmp_path / "x.png")
+
+
+def test_sweep_figure_of_families_gives_a_colour_per_member_and_a_style_per_family() -> None:
+    runs = [(f"{family}, {init}", make_history(seed=i)) for i, (family, init) in enumerate(
+        (f, i) for f in ("sigmoid", "relu") for i in ("normal", "xavier", "he"))]
+    drawn = plot_sweep(runs, families=2).axes[0].get_lines()
+    assert [line.get_linestyle() for line in drawn] == ["-"] * 3 + ["--"] * 3
+    assert [line.get_color() for line in drawn[:3]] == [line.get_color() for line in drawn[3:]]
+    assert len({line.get_color() for line in drawn}) == 3
+    with pytest.raises(ConfigError, match="5 runs do not split into 2 families"):
+        plot_sweep(runs[:5], families=2)
 
 
 # --- prediction and weight figures: the cells and tiles hold the numbers and images ---

@@ -30,8 +30,9 @@ from mnist_twolayer.cli import main
 from mnist_twolayer.config import config_from_preset
 from mnist_twolayer.errors import ImageError
 from mnist_twolayer.images import image_to_mnist, prepare_digit
+from mnist_twolayer.run_folder import FIGURES
 from mnist_twolayer.server import MAX_UPLOAD_BYTES, Pad, PadServer, load_pad
-from mnist_twolayer.trainer import FIGURES, Trainer
+from mnist_twolayer.trainer import Trainer
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]

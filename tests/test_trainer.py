@@ -19,7 +19,8 @@ from mnist_twolayer.config import config_from_preset
 from mnist_twolayer.data import export_model
 from mnist_twolayer.errors import TrainingError, TrainingInterrupted
 from mnist_twolayer.network import TwoLayerNet
-from mnist_twolayer.trainer import FIGURES, RUN_FILES, Trainer
+from mnist_twolayer.run_folder import FIGURES, RUN_FILES
+from mnist_twolayer.trainer import Trainer
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,158 @@
+"""Run folders as a newcomer meets them: what resume says, extending a finished run, the model
+an interrupted run leaves to look at, evaluations every N iterations, and progress lines where
+no progress bar can draw. On the 600-digit ``mini`` dataset (figures stubbed: test_plots.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnist_twolayer import cli, cli_train
+from mnist_twolayer.errors import ConfigError, TrainingInterrupted
+from mnist_twolayer.network import TwoLayerNet
+from mnist_twolayer.trainer import Trainer
+
+BASE = ["train", "--dataset", "mini", "--hidden", "16", "--batch-size", "50", "--quiet"]
+"""600 training digits in batches of 50: 12 iterations an epoch."""
+
+
+def train(mini_env: Path, *args: str) -> int:
+    return cli.main([*BASE, "--data-dir", str(mini_env), *args])
+
+
+def cosine(base: float, start: int, end: int, iteration: int) -> float:
+    return 0.5 * base * (1 + math.cos(math.pi * (iteration - start) / (end - start)))
+
+
+def test_resume_says_where_it_continues_from(mini_env, tmp_path, capsys):
+    run = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted):  # a run interrupted at iteration 7 of 24
+        interrupted_run(mini_env, run, at=7)
+    assert cli.main(["train", "--resume", str(run), "--data-dir", str(mini_env)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"resuming {run} at iteration 7 of 24"
+
+
+def interrupted_run(mini_env: Path, run: Path, at: int) -> None:
+    """A two-epoch run of BASE's shape that a real SIGINT stops during iteration ``at``."""
+    from mnist_twolayer.config import config_from_preset
+
+    config = config_from_preset("default", dataset="mini", hidden=16, batch_size=50, epochs=2)
+    trainer = Trainer(config, run, data_dir=mini_env)
+    original, calls = trainer.net.loss_and_gradient, [0]
+
+    def step(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == at:
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(*args, **kwargs)
+
+    trainer.net.loss_and_gradient = step
+    trainer.run()
+
+
+def test_an_interrupted_run_leaves_its_model_so_far_marked_partial(mini_env, tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted) as stop:
+        interrupted_run(mini_env, run, at=16)
+    assert stop.value.iteration == 16
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["partial"] is True and metrics["iterations"] == 16
+    model = TwoLayerNet.load(run / "model.npz")  # evaluate and predict can look at it
+    assert model.evaluate(*_mini_test())[1] == metrics["test_accuracy"]
+    Trainer.resume(run, data_dir=mini_env).run()  # and the finished run replaces it
+    assert json.loads((run / "metrics.json").read_text())["partial"] is False
+
+
+def _mini_test():
+    from faults_support import mini_arrays
+
+    arrays = mini_arrays()
+    return arrays["test", "images"].reshape(-1, 784) / np.float32(255), arrays["test", "labels"]
+
+
+def test_resuming_a_finished_run_says_so_and_writes_its_outputs_again(mini_env, tmp_path,
+                                                                      capsys):
+    run = tmp_path / "run"
+    assert train(mini_env, "--epochs", "1", "--out", str(run)) == 0
+    (run / "metrics.json").unlink()  # as a run killed while writing its outputs would be
+    capsys.readouterr()
+    assert cli.main(["train", "--resume", str(run), "--data-dir", str(mini_env)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == (f"{run} had finished (iteration 12 of 12): its model, metrics and "
+                      f"figures are written again; more training: --resume {run} --epochs N "
+                      f"or --iters N")
+    assert json.loads((run / "metrics.json").read_text())["iterations"] == 12
+
+
+def test_a_finished_run_extended_starts_a_new_cosine_cycle(mini_env, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train(mini_env, "--epochs", "2", "--out", str(run)) == 0
+    assert cli.main(["train", "--resume", str(run), "--data-dir", str(mini_env), "--epochs",
+                     "4", "--quiet"]) == 0
+    history = json.loads((run / "history.json").read_text())
+    assert len(history["iteration_loss"]) == 48
+    assert [r["iteration"] for r in history["epochs"]] == [12, 24, 36, 48]
+    # each record's lr is the schedule's at the iteration before it: cycle 1 over 0..24,
+    # cycle 2 (restarted from 0.2, the default preset's lr) over 24..48
+    expected = [cosine(0.2, 0, 24, 11), cosine(0.2, 0, 24, 23), cosine(0.2, 24, 48, 35),
+                cosine(0.2, 24, 48, 47)]
+    assert [r["lr"] for r in history["epochs"]] == pytest.approx(expected, rel=1e-15)
+    assert json.loads((run / "config.json").read_text())["epochs"] == 4
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert (metrics["iterations"], metrics["epochs"]) == (48, 4)
+
+
+def test_an_unfinished_run_extended_stretches_its_cycle(mini_env, tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted):
+        interrupted_run(mini_env, run, at=7)
+    trainer = Trainer.resume(run, data_dir=mini_env, epochs=3)
+    trainer.run()
+    records = trainer.state.history["epochs"]
+    assert [r["lr"] for r in records] == pytest.approx(
+        [cosine(0.2, 0, 36, i) for i in (11, 23, 35)], rel=1e-15)
+
+
+def test_a_budget_that_ends_before_the_run_is_refused(mini_env, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train(mini_env, "--epochs", "2", "--out", str(run)) == 0
+    capsys.readouterr()
+    assert cli.main(["train", "--resume", str(run), "--data-dir", str(mini_env), "--iters",
+                     "20"]) == 2
+    assert capsys.readouterr().err == (f"error: --iters 20 ends at iteration 20, but {run} is "
+                                       f"at iteration 24 already\n")
+    with pytest.raises(ConfigError, match="stopped early"):
+        stopped = tmp_path / "stopped"
+        assert train(mini_env, "--epochs", "30", "--val-size", "100", "--patience", "1",
+                     "--lr", "3", "--out", str(stopped)) == 0
+        Trainer.resume(stopped, data_dir=mini_env, epochs=40)
+
+
+def test_eval_every_evaluates_every_n_iterations_and_at_the_end(mini_env, tmp_path):
+    run = tmp_path / "run"
+    assert train(mini_env, "--iters", "10", "--eval-every", "4", "--out", str(run)) == 0
+    records = json.loads((run / "history.json").read_text())["epochs"]
+    assert [r["iteration"] for r in records] == [4, 8, 10]
+    assert [r["epoch"] for r in records] == [0.333, 0.667, 0.833]
+
+
+def test_a_run_without_a_terminal_prints_progress_lines(mini_env, tmp_path, capsys,
+                                                        monkeypatch):
+    """Where stderr is a pipe or a file, no bar draws: a line every PROGRESS_EVERY seconds
+    says how far the run is, so a slow one (a numerical gradient) is never silent."""
+    monkeypatch.setattr(cli_train, "PROGRESS_EVERY", 0.0)
+    assert cli.main(["train", "--dataset", "mini", "--data-dir", str(mini_env), "--hidden",
+                     "16", "--batch-size", "50", "--iters", "5", "--out",
+                     str(tmp_path / "run")]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines()
+             if line.startswith("iteration ")]
+    assert [line.split(",")[0] for line in lines] == [
+        f"iteration {i} of 5 ({i / 5:.0%})" for i in range(1, 5)]
+    assert all(line.endswith(" s left") for line in lines)

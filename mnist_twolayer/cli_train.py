@@ -28,7 +28,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from .config import PRESETS, SAMPLINGS
+    from .augment import AUGMENTATIONS
+    from .config import PRESETS, SAMPLINGS, TrainConfig
     from .gradient import ACTIVATIONS
     from .network import DTYPES, GRADIENT_METHODS, INITS
     from .optim import OPTIMIZERS, SCHEDULES
@@ -37,7 +38,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                        description="Train a TwoLayerNet. A preset sets every value; flags "
                                    "override it. Runs write to --out (default runs/<time>).")
     p.add_argument("--preset", choices=sorted(PRESETS), help="book (= book-ch4), book-ch5, "
-                   "default or best (default: default)")
+                   "default, best or record (default: default)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=positive_int, help="budget in epochs (at least 1)")
     budget.add_argument("--iters", type=positive_int,
@@ -86,8 +87,29 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                         "validation accuracy; needs --val-size")
     p.add_argument("--eval-every", type=positive_int, metavar="N",
                    help="evaluate (and checkpoint) every N iterations (default: once an epoch)")
+    limits = TrainConfig()  # the defaults of the distortion limits, for the help
+    p.add_argument("--augment", choices=AUGMENTATIONS,
+                   help="distort every training digit afresh each time it is drawn")
+    p.add_argument("--max-shift", type=nonnegative_float, metavar="PIXELS",
+                   help=f"shift and affine: move by up to this much in y and x "
+                        f"(default {limits.max_shift:g})")
+    p.add_argument("--max-rotation", type=nonnegative_float, metavar="DEGREES",
+                   help=f"affine: rotate by up to this angle either way "
+                        f"(default {limits.max_rotation:g})")
+    p.add_argument("--max-scale", type=nonnegative_float, metavar="FRACTION",
+                   help=f"affine: resize by up to this fraction either way "
+                        f"(default {limits.max_scale:g})")
+    p.add_argument("--max-shear", type=nonnegative_float, metavar="DEGREES",
+                   help=f"affine: slant by up to this angle either way "
+                        f"(default {limits.max_shear:g})")
+    p.add_argument("--elastic-alpha", type=nonnegative_float, metavar="PIXELS",
+                   help=f"elastic: scale of the displacement field "
+                        f"(default {limits.elastic_alpha:g})")
+    p.add_argument("--elastic-sigma", type=positive_float, metavar="PIXELS",
+                   help=f"elastic: width of the Gaussian that smooths it "
+                        f"(default {limits.elastic_sigma:g})")
     p.add_argument("--augment-shift", type=number(int, "an integer", 0, strict=False, high=4),
-                   help="shift training digits by up to this many pixels (0..4)")
+                   metavar="N", help="the older spelling of --augment shift --max-shift N (0..4)")
     p.add_argument("--no-standardize", dest="standardize", action="store_const", const=False,
                    help="train on raw [0, 1] inputs")
     p.add_argument("--out", type=Path, help="run folder (default: runs/<timestamp>)")
@@ -129,7 +151,8 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.resume:
         given = [f"--{name.replace('_', '-')}" for name, value in settings.items()
                  if value is not None and name not in ("epochs", "iters")] + (
-                     ["--preset"] if args.preset else []) + (["--out"] if args.out else [])
+                     ["--preset"] if args.preset else []) + (["--out"] if args.out else []) + (
+                     ["--augment-shift"] if args.augment_shift is not None else [])
         if given:
             raise ConfigError(f"--resume continues a run with its saved settings (only its "
                               f"budget, --epochs or --iters, may grow); drop {', '.join(given)}")
@@ -138,6 +161,12 @@ def _run_train(args: argparse.Namespace) -> int:
         run_dir = args.out or _default_run_dir()
         if run_dir.exists() and not run_dir.is_dir():
             raise ConfigError(f"--out {run_dir} is a file; a run writes a folder")
+        if args.augment_shift is not None:
+            if args.augment is not None or args.max_shift is not None:
+                raise ConfigError("--augment-shift N is the older spelling of --augment shift "
+                                  "--max-shift N; give one or the other")
+            settings["augment"] = "shift" if args.augment_shift else "none"
+            settings["max_shift"] = args.augment_shift or None
         config = config_from_preset(args.preset or "default", **settings)
         config.validate()  # before the folder is made: a bad setting leaves nothing behind
     with hold_run_folder(run_dir, new=config is not None):

@@ -359,6 +359,48 @@ def plot_weights(W1: np.ndarray, path: Target = None, max_units: int = 64) -> Fi
     return save(fig, path)
 
 
+def plot_augmentation(originals: np.ndarray, distorted: np.ndarray, labels: Sequence[int],
+                      description: str, path: Target = None) -> Figure:
+    """What the net is trained on: each training digit (left, set apart) beside its distorted
+    draws. ``originals`` is (k, pixels), ``distorted`` (k, draws, pixels), both as [0, 1] ink
+    (values beyond are clipped; bilinear resampling never leaves the range)."""
+    k, draws, _ = distorted.shape
+    side = math.isqrt(originals.shape[1])
+    mosaic, lefts, tops = augmentation_mosaic(originals, distorted)
+    fig, ax = figure((1.0 + 0.9 * (draws + 1), 0.9 * k + 1.1))
+    ax.imshow(np.clip(mosaic, 0.0, 1.0), cmap=colormaps["gray_r"].with_extremes(bad="0.85"),
+              vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_xticks([lefts[0] + side / 2, (lefts[1] + lefts[-1] + side) / 2],
+                  ["training digit", f"{draws} distorted draws of it"])
+    ax.set_yticks([top + side / 2 for top in tops], [f"label {int(t)}" for t in labels])
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    fig.suptitle(f"Training digits as the net sees them, drawn afresh each time they are "
+                 f"used\n{description}", fontsize=9.5)
+    return save(fig, path)
+
+
+def augmentation_mosaic(originals: np.ndarray, distorted: np.ndarray
+                        ) -> tuple[np.ndarray, list[int], list[int]]:
+    """One image of k rows: digit r, a wide gap, then its draws; NaN between tiles. Returns it
+    with the left column of every tile in a row and the top row of every row of tiles."""
+    k, draws, pixels = distorted.shape
+    side = math.isqrt(pixels)
+    gap, wide = 2, 10  # pixels between draws, and between the original and its draws
+    step = side + gap
+    lefts = [gap] + [wide + col * step for col in range(1, draws + 1)]
+    tops = [gap + row * step for row in range(k)]
+    mosaic = np.full((k * step + gap, lefts[-1] + side + gap), np.nan)
+    tiles = np.concatenate([np.asarray(originals, dtype=np.float64)[:, None],
+                            np.asarray(distorted, dtype=np.float64)], axis=1)
+    for row, top in enumerate(tops):
+        for col, left in enumerate(lefts):
+            mosaic[top:top + side, left:left + side] = tiles[row, col].reshape(side, side)
+    return mosaic, lefts, tops
+
+
+
 GRADCHECK_FLOOR = 1e-18
 """Where the gradcheck chart's log axis starts: below every real error, where an exact
 agreement (0) is drawn."""

@@ -2,7 +2,8 @@
 
 A run lives in one folder: ``config.json``, ``history.json`` / ``.csv`` (see :mod:`history`),
 ``checkpoint.npz`` (see :mod:`checkpoint`), and at the end ``model.npz``, ``metrics.json`` and
-the figures. The trainer writes them; evaluate, predict, plot and the digit pad read them.
+the figures (and ``augmentation.png`` in a run that distorts its digits). The trainer writes
+them; evaluate, predict, plot and the digit pad read them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from .fileio import FolderInUse, folder_lock
 RUN_FILES = ("config.json", "history.json", "history.csv", "metrics.json", "model.npz",
              "checkpoint.npz")
 FIGURES = ("loss.png", "accuracy.png", "confusion.png", "misclassified.png", "weights.png")
+AUGMENTATION_FIGURE = "augmentation.png"  # in runs that distort their training digits
 
 
 @contextmanager

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from .augment import shift_images
 from .checkpoint import Checkpoint, TrainState, read_checkpoint
 from .config import TrainConfig, seed_streams
 from .data import EVAL_CHUNK, export_model, prepare_data
@@ -31,6 +30,7 @@ from .fileio import write_json_atomic
 from .history import best_evaluation, evaluations_since_best, time_to_accuracy, write_history
 from .network import PARAM_NAMES, TwoLayerNet
 from .optim import make_optimizer, make_schedule
+from .run_folder import AUGMENTATION_FIGURE
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,8 @@ class Trainer:
         self.data = prepare_data(config, data_dir)
         streams = seed_streams(config.seed)
         self.rng = streams.batches
+        self.figures_rng = streams.figures
+        self.distortions = config.distortions()
         spec = get_spec(config.dataset)
         self.net = TwoLayerNet(self.data.x_train.shape[1], config.hidden, spec.num_classes,
                                config.weight_init_std, init=config.init,
@@ -253,18 +255,22 @@ class Trainer:
         """
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.run_dir / "config.json", self.config.to_dict())
+        background = (0.0 - self.data.mean) / self.data.std
         if self.state.iteration == 0:
             self.save_checkpoint()
+            if self.distortions.kind != "none":  # what the net will see, before it sees it
+                self._plot_augmentation(background)
         with self._signals():  # a signal during the final writes waits for them to be whole
-            self._train()
+            self._train(background)
             return self.finish()
 
-    def _train(self) -> None:
+    def _train(self, background: float) -> None:
         """The iterations, until the budget is used, the run stops early, or a signal comes
-        (then the checkpoint, the history and the partial outputs are written)."""
+        (then the checkpoint, the history and the partial outputs are written). ``background``
+        is the value of a blank pixel in the training inputs (what distortions move in)."""
         state, config, net = self.state, self.config, self.net
         x_all, t_all = self.data.x_train, self.data.t_train
-        background = (0.0 - self.data.mean) / self.data.std
+        distort = self.distortions.apply if self.distortions.kind != "none" else None
         method = config.gradient
         losses = state.history["iteration_loss"]
         # Overflow is what divergence looks like: the loss checks below report it in one line,
@@ -293,8 +299,8 @@ class Trainer:
                     raise TrainingInterrupted(self.run_dir, state.iteration, self._signal)
                 indices = self._next_batch_indices()
                 x_batch, t_batch = x_all[indices], t_all[indices]
-                if config.augment_shift:
-                    x_batch = shift_images(x_batch, config.augment_shift, self.rng, background)
+                if distort:
+                    x_batch = distort(x_batch, self.rng, background)
                 loss, grads = net.loss_and_gradient(x_batch, t_batch, method=method)
                 if not loss < DIVERGED_LOSS:  # also catches NaN
                     raise self._diverged(loss, state.iteration + 1)
@@ -347,6 +353,25 @@ class Trainer:
         Checkpoint(self.config, self.state, self.net.params, self.optimizer.state_dict(),
                    self.best_params, self.rng.bit_generator.state
                    ).save(self.run_dir / "checkpoint.npz")
+
+    def _plot_augmentation(self, background: float, digits: int = 6, draws: int = 7) -> None:
+        """augmentation.png: a few training digits, each beside ``draws`` distortions of it,
+        drawn from the figures' own random stream so the batches stay as they are."""
+        from . import plots
+
+        rng, data = self.figures_rng, self.data
+        labels = data.t_train
+        classes = rng.permutation(np.unique(labels))[:digits]  # one digit each of a few labels
+        picked = np.array([rng.choice(np.flatnonzero(labels == k)) for k in classes])
+        originals = data.x_train[picked]
+        distorted = self.distortions.apply(np.repeat(originals, draws, axis=0), rng, background)
+
+        def ink(x: np.ndarray) -> np.ndarray:  # the training space back to [0, 1] for display
+            return x * data.std + data.mean
+
+        plots.plot_augmentation(ink(originals), ink(distorted).reshape(len(picked), draws, -1),
+                                data.t_train[picked], self.distortions.describe(),
+                                self.run_dir / AUGMENTATION_FIGURE)
 
     def _kept_params(self) -> dict[str, np.ndarray]:
         """The parameters to keep: best by validation when there is a split, else the last."""

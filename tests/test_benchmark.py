@@ -25,8 +25,9 @@ SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "benchmark.py"
 
 pytestmark = pytest.mark.slow
 
-TARGET_KEYS = {"book_ratio", "book_accuracy_gap", "numerical_speedup", "time_to_98",
-               "peak_rss_mb", "cached_load", "torch_ratio"}
+TARGET_KEYS = {"floor_ratio", "book_accuracy_gap", "numerical_speedup", "numerical_iteration_ms",
+               "time_to_98", "peak_rss_mb", "cached_load", "torch_ratio", "augment_overhead",
+               "record_minutes", "record_accuracy"}
 
 
 def _load_script() -> ModuleType:
@@ -92,6 +93,8 @@ def test_book_job_runs_both_loops_on_the_same_work(report: dict[str, Any]) -> No
     assert floor["iterations"] == 1000 and floor["evaluations"] == 2
     assert _positive(floor["seconds"])
     assert floor["ratio_to_reference"] == pytest.approx(floor["seconds"] / ref["seconds"])
+    assert floor["ratio_to_project"] == pytest.approx(book["project"]["train_seconds"]
+                                                      / floor["seconds"])
 
 
 def test_numerical_gradients_agree(report: dict[str, Any], mnist) -> None:
@@ -111,6 +114,13 @@ def test_numerical_gradients_agree(report: dict[str, Any], mnist) -> None:
         assert _positive(ng[key])
 
 
+def test_numerical_training_is_the_book_job_on_the_numerical_gradient(report) -> None:
+    nt = report["numerical_training"]
+    assert nt["iterations"] == 30 and nt["losses_recorded"] == 30 and nt["hidden"] == 50
+    assert nt["ms_per_iteration"] == pytest.approx(1000 * nt["train_seconds"] / 30)
+    assert 0.1 < nt["test_accuracy"] < 1.0  # 30 steps of the book's lr: it has begun to learn
+
+
 def test_default_preset_child_run(report: dict[str, Any]) -> None:
     dp = report["default_preset"]
     assert dp["iterations"] == 600 and dp["dtype"] == "float32"
@@ -121,6 +131,21 @@ def test_default_preset_child_run(report: dict[str, Any]) -> None:
         assert dp[key] is None or dp[key] <= dp["train_seconds"]
     loading = report["loading"]
     assert _positive(loading["first_load_seconds"]) and _positive(loading["cached_load_seconds"])
+
+
+def test_record_preset_epochs_with_and_without_distortions(report: dict[str, Any]) -> None:
+    ag = report["augmentation"]
+    assert ag["train_size"] == 3000 and ag["epochs"] == 1 and ag["hidden"] >= 800
+    assert ag["augment"] != "none"
+    assert _positive(ag["plain_epoch_seconds"]) and _positive(ag["augmented_epoch_seconds"])
+    assert ag["overhead"] == pytest.approx(ag["augmented_epoch_seconds"]
+                                           / ag["plain_epoch_seconds"] - 1)
+    assert _positive(ag["distort_batch_ms"]) and _positive(ag["step_ms"])
+    assert ag["projected_record_minutes"] == pytest.approx(
+        ag["augmented_epoch_seconds"] * ag["record_epochs"] * 20 / 60)
+    assert report["record"] == {"measured": False}  # --record not given
+    targets = {t["key"]: t for t in report["targets"]}
+    assert targets["record_minutes"]["met"] is None and targets["record_accuracy"]["met"] is None
 
 
 def test_torch_reference_when_available(report: dict[str, Any]) -> None:
@@ -154,5 +179,6 @@ def test_plain_table_shows_figures_and_targets(report: dict[str, Any]) -> None:
     table = _load_script().render_table(report)
     assert "QUICK" in table and "targets:" in table
     assert "784-10-10" in table
+    assert "s per epoch without / with" in table and "not run (--record runs it)" in table
     assert len([line for line in table.splitlines() if line.startswith("  ") and
                 line.rstrip().endswith(("met", "NOT MET", "not measured"))]) == len(TARGET_KEYS)

@@ -332,3 +332,17 @@ def test_every_optimizer_trains_from_the_cli(optimizer, settings, mini_env, tmp_
     losses = json.loads((run_dir / "history.json").read_text())["iteration_loss"]
     assert np.mean(losses[-6:]) < 0.75 * np.mean(losses[:6])
     assert json.loads((run_dir / "metrics.json").read_text())["test_accuracy"] >= 0.6
+
+
+@pytest.mark.parametrize("flags, augment, max_shift", [
+    (["--augment-shift", "3"], "shift", 3),  # the older spelling still works
+    (["--augment-shift", "0", "--preset", "best"], "none", 2),
+    (["--augment", "affine", "--max-shift", "1.5", "--max-rotation", "5"], "affine", 1.5),
+])
+def test_augment_flags_reach_the_config(flags, augment, max_shift, tmp_path):
+    run_dir = tmp_path / "run"
+    assert main(["train", *flags, "--iters", "1", "--train-size", "100", "--hidden", "4",
+                 "--out", str(run_dir), "--quiet"]) == 0
+    config = json.loads((run_dir / "config.json").read_text())
+    assert (config["augment"], config["max_shift"]) == (augment, max_shift)
+    assert (run_dir / "augmentation.png").exists() == (augment != "none")

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 
-from mnist_twolayer.config import PRESETS, TrainConfig, config_from_preset, setting_names
+from mnist_twolayer.checkpoint import Checkpoint, TrainState, read_checkpoint
+from mnist_twolayer.config import (
+    PRESETS,
+    TrainConfig,
+    config_from_preset,
+    seed_streams,
+    setting_names,
+)
 from mnist_twolayer.data import prepare_data
 from mnist_twolayer.errors import ConfigError
 
@@ -53,7 +63,7 @@ def test_network_and_optimizer_settings_are_checked_by_their_own_rules(overrides
 
 def test_unknown_preset_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown preset 'fast'; choose one of book, default, "
-                                          "best, book-ch4, book-ch5"):
+                                          "best, book-ch4, book-ch5, record"):
         config_from_preset("fast")
 
 
@@ -127,6 +137,55 @@ def test_a_setting_the_chosen_optimizer_does_not_use_is_refused(overrides, messa
     assert str(info.value) == message
 
 
+# --- augmentation settings ---
+
+NEW_SETTINGS = ("augment", "max_shift", "max_rotation", "max_scale", "max_shear",
+                "elastic_alpha", "elastic_sigma")  # what replaced augment_shift on 2026-11-24
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(augment="blur"), "unknown augmentation 'blur'; choose one of none, shift, affine, "
+                           "elastic, affine+elastic"),
+    (dict(augment="shift", max_shift=5), "max_shift (--max-shift) must be in [0, 4] pixels, "
+                                         "got 5"),
+    (dict(augment="shift", max_shift=1.5), "--augment shift moves digits by whole pixels: "
+                                           "max_shift (--max-shift) must be a whole number, "
+                                           "got 1.5"),
+    (dict(augment="affine", max_rotation=91.0), "max_rotation (--max-rotation) must be in "
+                                                "[0, 90] degrees, got 91.0"),
+    (dict(augment="affine", max_scale=0.6), "max_scale (--max-scale) must be in [0, 0.5] (a "
+                                            "fraction of the size), got 0.6"),
+    (dict(augment="affine", max_shear=-1.0), "max_shear (--max-shear) must be in [0, 45] "
+                                             "degrees, got -1.0"),
+    (dict(augment="elastic", elastic_alpha=float("nan")), "elastic_alpha (--elastic-alpha) "
+                                                          "must be in [0, 100] pixels, got nan"),
+    (dict(augment="elastic", elastic_sigma=0.1), "elastic_sigma (--elastic-sigma) must be in "
+                                                 "[0.5, 14] pixels, got 0.1"),
+    (dict(augment="affine+elastic", elastic_sigma="4"), "elastic_sigma (--elastic-sigma) must "
+                                                        "be in [0.5, 14] pixels, got 4"),
+])
+def test_augmentation_settings_out_of_range_are_config_errors(overrides, message):
+    with pytest.raises(ConfigError) as info:
+        config_from_preset("default", **overrides).validate()
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(max_rotation=10.0), "--max-rotation changes nothing with --augment none; choose a "
+                              "distortion that uses it (see --help)"),
+    (dict(augment="elastic", max_shift=1.0, max_shear=5.0),
+     "--max-shift, --max-shear changes nothing with --augment elastic; choose a distortion "
+     "that uses it (see --help)"),
+    (dict(augment="shift", elastic_sigma=3.0), "--elastic-sigma changes nothing with --augment "
+                                               "shift; choose a distortion that uses it (see "
+                                               "--help)"),
+])
+def test_a_limit_the_chosen_distortion_does_not_use_is_refused(overrides, message):
+    with pytest.raises(ConfigError) as info:
+        config_from_preset("default", **overrides)
+    assert str(info.value) == message
+
+
 def test_a_config_written_before_optimizer_and_activation_reads_as_its_run():
     """config.json (and a checkpoint's config) as written until 2026-11-24."""
     old = dict(dataset="mnist", hidden=800, epochs=30, iters=None, batch_size=100, lr=0.1,
@@ -152,3 +211,52 @@ def test_book_presets():
     assert (ch5.activation, ch5.hidden, ch5.init, ch5.weight_init_std, ch5.lr, ch5.optimizer,
             ch5.batch_size, ch5.sampling, ch5.iters, ch5.schedule, ch5.standardize) == (
         "relu", 50, "normal", 0.01, 0.1, "sgd", 100, "replacement", 10000, "constant", False)
+
+
+def test_each_distortion_takes_its_own_limits():
+    config = config_from_preset("default", augment="affine+elastic", max_shift=1.5,
+                                max_rotation=10.0, max_scale=0.1, max_shear=5.0,
+                                elastic_alpha=30.0, elastic_sigma=5.0)
+    d = config.distortions()
+    assert (d.kind, d.max_shift, d.max_rotation, d.max_scale, d.max_shear, d.elastic_alpha,
+            d.elastic_sigma) == ("affine+elastic", 1.5, 10.0, 0.1, 5.0, 30.0, 5.0)
+    assert config_from_preset("best").distortions().kind == "shift"
+    assert config_from_preset("best").distortions().max_shift == 2
+
+
+@pytest.mark.parametrize("shift, kind", [(2, "shift"), (0, "none")])
+def test_a_config_saved_before_augment_existed_reads_as_it_meant(shift, kind):
+    old = {k: v for k, v in config_from_preset("best").to_dict().items()
+           if k not in NEW_SETTINGS}
+    config = TrainConfig.from_dict({**old, "augment_shift": shift})
+    assert (config.augment, config.max_shift) == (kind, shift)
+    config.validate()
+
+
+def test_a_checkpoint_saved_before_augment_existed_still_loads(tmp_path):
+    """Its meta holds augment_shift and none of the new settings."""
+    params = {"W1": np.zeros((784, 4), np.float32), "b1": np.zeros(4, np.float32),
+              "W2": np.zeros((4, 10), np.float32), "b2": np.zeros(10, np.float32)}
+    path = tmp_path / "checkpoint.npz"
+    Checkpoint(config_from_preset("best", hidden=4), TrainState(), params, {}, None,
+               np.random.default_rng(0).bit_generator.state).save(path)
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = dict(archive)
+    meta = json.loads(str(arrays["meta"][()]))
+    for name in NEW_SETTINGS:
+        del meta["config"][name]
+    meta["config"]["augment_shift"] = 2
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(path, **arrays)
+    loaded = read_checkpoint(path).config
+    assert (loaded.augment, loaded.max_shift, loaded.hidden) == ("shift", 2, 4)
+
+
+def test_the_figure_stream_leaves_the_other_streams_as_they_were():
+    """The figures' generator was spawned fourth: the first three, and with them every run
+    made before it existed, are unchanged."""
+    streams = seed_streams(5)
+    children = np.random.SeedSequence(5).spawn(3)
+    for stream, child in zip(streams[:3], children, strict=True):
+        assert stream.random() == np.random.default_rng(child).random()
+    assert streams.figures.random() != streams.batches.random()

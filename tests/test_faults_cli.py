@@ -113,6 +113,37 @@ CASES: dict[str, tuple[list[str], int, str]] = {
                                             "split (--val-size)"),
     "train --augment-shift 5": bad("--augment-shift", "5", "must be at most 4"),
     "train --augment-shift -1": bad("--augment-shift", "-1", NONNEGATIVE),
+    "train --augment-shift with --augment": (
+        [*TRAIN, "--augment-shift", "2", "--augment", "elastic"], 2,
+        "--augment-shift N is the older spelling of --augment shift --max-shift N; give one or "
+        "the other"),
+    "train --max-shift -1": bad("--max-shift", "-1", NONNEGATIVE),
+    "train --max-shift 5": ([*TRAIN, "--augment", "affine", "--max-shift", "5"], 2,
+                            "max_shift (--max-shift) must be in [0, 4] pixels, got 5.0"),
+    "train --max-shift 1.5 with shift": (
+        [*TRAIN, "--augment", "shift", "--max-shift", "1.5"], 2,
+        "--augment shift moves digits by whole pixels: max_shift (--max-shift) must be a whole "
+        "number, got 1.5"),
+    "train --max-rotation abc": bad("--max-rotation", "abc", NOT_NUMBER),
+    "train --max-rotation 120": ([*TRAIN, "--augment", "affine", "--max-rotation", "120"], 2,
+                                 "max_rotation (--max-rotation) must be in [0, 90] degrees, got "
+                                 "120.0"),
+    "train --max-scale 1": ([*TRAIN, "--augment", "affine+elastic", "--max-scale", "1"], 2,
+                            "max_scale (--max-scale) must be in [0, 0.5] (a fraction of the "
+                            "size), got 1.0"),
+    "train --max-shear inf": bad("--max-shear", "inf", "is not a finite number"),
+    "train --elastic-alpha -3": bad("--elastic-alpha", "-3", NONNEGATIVE),
+    "train --elastic-alpha 500": ([*TRAIN, "--augment", "elastic", "--elastic-alpha", "500"], 2,
+                                  "elastic_alpha (--elastic-alpha) must be in [0, 100] pixels, "
+                                  "got 500.0"),
+    "train --elastic-sigma 0": bad("--elastic-sigma", "0", POSITIVE),
+    "train --elastic-sigma 20": ([*TRAIN, "--augment", "elastic", "--elastic-sigma", "20"], 2,
+                                 "elastic_sigma (--elastic-sigma) must be in [0.5, 14] pixels, "
+                                 "got 20.0"),
+    "train --elastic-sigma without elastic": (
+        [*TRAIN, "--preset", "best", "--elastic-sigma", "3"], 2,
+        "--elastic-sigma changes nothing with --augment shift; choose a distortion that uses it "
+        "(see --help)"),
     "train --nesterov with --momentum 0": ([*TRAIN, "--nesterov", "--momentum", "0"], 2,
                                            "Nesterov momentum needs --momentum greater than 0"),
     "train --beta1 1": ([*TRAIN, "--optimizer", "adam", "--beta1", "1"], 2,
@@ -136,6 +167,9 @@ CASES: dict[str, tuple[list[str], int, str]] = {
                          "(see --help)"),
     "train --init": ([*TRAIN, "--init", "zeros"], 2, f"{P} train: argument --init: invalid "
                      "choice: 'zeros' (choose from 'normal', 'xavier', 'he') (see --help)"),
+    "train --augment": ([*TRAIN, "--augment", "blur"], 2, f"{P} train: argument --augment: "
+                        "invalid choice: 'blur' (choose from 'none', 'shift', 'affine', "
+                        "'elastic', 'affine+elastic') (see --help)"),
     "train --dtype": ([*TRAIN, "--dtype", "float16"], 2, f"{P} train: argument --dtype: invalid "
                       "choice: 'float16' (choose from 'float32', 'float64') (see --help)"),
     "train --sampling": ([*TRAIN, "--sampling", "bootstrap"], 2, f"{P} train: argument "

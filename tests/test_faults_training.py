@@ -292,6 +292,34 @@ def test_sigkill_at_random_times_never_loses_the_checkpoint(whole_cli: Path,
     assert_same_run(run_dir, whole_cli)
 
 
+AUGMENTED = ["--augment", "affine+elastic"]
+
+
+def test_sigkill_of_an_augmented_run_then_resume_is_bit_identical(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch
+                                                                  ) -> None:
+    """The distortions draw from the batch generator, whose state the checkpoint keeps: a run
+    with affine and elastic distortions killed -9 at a random moment (fixed seed) and resumed
+    ends exactly where the undisturbed one ends."""
+    whole = tmp_path / "whole"
+    no_figures(monkeypatch)
+    assert cli.main(["train", *FLAGS, *AUGMENTED, "--out", str(whole)]) == 0
+    run_dir = tmp_path / "run"
+    process = driver(["--out", str(run_dir), *AUGMENTED], FAULT_SLOW="0.02",
+                     FAULT_STARTED=str(tmp_path / "started"))
+    deadline = time.monotonic() + 60
+    while not (run_dir / "history.json").exists() and process.poll() is None:  # epoch 1 done
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(float(np.random.default_rng(7).uniform(0.0, 0.3)))  # 30 iterations of 0.02 s left
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+    assert 10 <= read_checkpoint(run_dir / "checkpoint.npz").state.iteration < 40
+    assert cli.main(["train", "--resume", str(run_dir)]) == 0
+    assert_same_run(run_dir, whole)
+
+
 # --- a full disk ---
 
 

@@ -434,3 +434,70 @@ def test_the_augmentation_mosaic_puts_each_digit_beside_its_draws():
             assert np.array_equal(mosaic[top:top + 2, left:left + 2],
                                   distorted[row, draw].reshape(2, 2))
     assert np.isnan(mosaic).sum() == mosaic.size - 3 * 3 * 4  # the rest is the frame
+
+
+# --- what the arithmetic is done in (mutation tests: each fails if a step leaves it) ---
+
+
+def test_elastic_displacements_come_in_the_dtype_asked_and_differ_between_axes():
+    dy, dx = elastic_displacements(3, SIDE, 34.0, 4.0, np.random.default_rng(2))
+    assert dy.dtype == dx.dtype == np.float32 and dy.shape == dx.shape == (3, SIDE, SIDE)
+    assert not np.array_equal(dy, dx)  # two fields, not one twice
+    dy64, dx64 = elastic_displacements(3, SIDE, 34.0, 4.0, np.random.default_rng(2), np.float64)
+    assert dy64.dtype == dx64.dtype == np.float64
+    # the same uniforms: float32 is float64's field to float32's accuracy (34 px, 1e-6 rel)
+    np.testing.assert_allclose(dy, dy64, rtol=0, atol=34 * 2e-6)
+    np.testing.assert_allclose(dx, dx64, rtol=0, atol=34 * 2e-6)
+
+
+def test_bilinear_sampling_takes_float64_positions_into_the_images_float32():
+    """Positions are moved into the framed image in the images' dtype: 0.1 becomes
+    float32(2.1) - 2 = 0.099999905 as the fraction, not float64's 0.1."""
+    image = np.float32([[[0.0, 1.0], [0.0, 1.0]]])
+    fraction = np.float32(np.float32(0.1 + 2) - np.float32(2))
+    assert fraction != np.float32(0.1)
+    out = sample_bilinear(image, np.zeros((1, 1, 1)), np.full((1, 1, 1), 0.1), background=0.0)
+    assert out.dtype == np.float32 and out[0, 0, 0] == fraction
+    out = sample_bilinear(image.transpose(0, 2, 1), np.full((1, 1, 1), 0.1), np.zeros((1, 1, 1)),
+                          background=0.0)
+    assert out.dtype == np.float32 and out[0, 0, 0] == fraction
+
+
+def test_bilinear_sampling_broadcasts_one_grid_of_positions_over_the_batch():
+    images = np.arange(2 * 9, dtype=np.float64).reshape(2, 3, 3)
+    rows = np.float64([[[0.5, 1.0], [2.0, 1.25]]])
+    cols = np.float64([[[0.0, 0.5], [1.0, 2.0]], [[0.25, 0.5], [1.0, 2.0]]])
+    expected = sample_bilinear(images, np.broadcast_to(rows, cols.shape).copy(), cols, 0.0)
+    np.testing.assert_array_equal(sample_bilinear(images, rows, cols, 0.0), expected)
+    np.testing.assert_array_equal(sample_bilinear(images, cols, rows, 0.0),
+                                  sample_bilinear(images, cols,
+                                                  np.broadcast_to(rows, cols.shape).copy(), 0.0))
+    # 0.5 between rows 0 and 1 of column 0 of image 0: (0 + 3) / 2
+    assert expected[0, 0, 0] == 1.5
+
+
+def test_affine_sources_are_float32_arithmetic_on_a_float32_grid():
+    """The map's coefficients are rounded to float32 once, then each source position is
+    a * col + b * row + e (and c, d, f) in float32, operation for operation."""
+    rows, cols = pixel_grid(SIDE, np.dtype(np.float32))
+    angle, scale, shear = np.array([0.3, -0.2]), np.array([1.1, 0.9]), np.array([0.1, -0.25])
+    shift_y, shift_x = np.array([1.5, -0.75]), np.array([-2.0, 0.5])
+    src_y, src_x = affine_sources(rows, cols, angle, scale, shear, shift_y, shift_x, side=SIDE,
+                                  plus=2)
+    assert src_y.dtype == src_x.dtype == np.float32
+    centre = (SIDE - 1) / 2
+    cos, sin, tan = np.cos(angle), np.sin(angle), np.tan(shear)
+    a, b = (cos + tan * sin) / scale, (tan * cos - sin) / scale
+    c, d = sin / scale, cos / scale
+    e = centre + 2 - a * (centre + shift_x) - b * (centre + shift_y)
+    f = centre + 2 - c * (centre + shift_x) - d * (centre + shift_y)
+    f32 = np.float32
+    for i in range(2):
+        x = f32(a[i]) * cols
+        x += f32(b[i]) * rows
+        x += f32(e[i])
+        y = f32(c[i]) * cols
+        y += f32(d[i]) * rows
+        y += f32(f[i])
+        np.testing.assert_array_equal(src_x[i], x)
+        np.testing.assert_array_equal(src_y[i], y)

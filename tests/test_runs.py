@@ -156,3 +156,31 @@ def test_a_run_without_a_terminal_prints_progress_lines(mini_env, tmp_path, caps
     assert [line.split(",")[0] for line in lines] == [
         f"iteration {i} of 5 ({i / 5:.0%})" for i in range(1, 5)]
     assert all(line.endswith(" s left") for line in lines)
+
+
+def test_extend_sets_the_new_budget_and_starts_a_cycle_only_at_the_end(mini_env, tmp_path):
+    """extend on a trainer placed by hand: no training needed to see what it sets."""
+    from mnist_twolayer.config import config_from_preset
+
+    config = config_from_preset("default", dataset="mini", hidden=4, batch_size=50, epochs=2)
+    trainer = Trainer(config, tmp_path / "run", data_dir=mini_env)
+    for kwargs in ({}, {"epochs": 3, "iters": 40}):
+        with pytest.raises(ConfigError) as info:
+            trainer.extend(**kwargs)
+        assert str(info.value) == "give the new budget as epochs or as iterations"
+    trainer.state.iteration = 24  # finished: its whole budget (2 epochs of 12) used
+    with pytest.raises(ConfigError) as info:
+        trainer.extend(epochs=2)
+    assert str(info.value) == (f"--epochs 2 ends at iteration 24, but {tmp_path / 'run'} is at "
+                               f"iteration 24 already")
+    trainer.extend(epochs=3)
+    assert (trainer.config.epochs, trainer.config.iters, trainer.total_iterations) == (3, None, 36)
+    assert trainer.state.schedule_starts == [0, 24]
+    trainer.state.iteration = 30  # unfinished: the current cycle stretches
+    trainer.extend(iters=40)
+    assert (trainer.config.epochs, trainer.config.iters, trainer.total_iterations) == (None, 40,
+                                                                                       40)
+    assert trainer.state.schedule_starts == [0, 24]
+    assert trainer.config.hidden == 4 and config.epochs == 2  # the rest kept; a new config
+    assert [trainer.lr_at(i) for i in (23, 24, 40 - 1)] == [
+        cosine(0.2, 0, 24, 23), 0.2, cosine(0.2, 24, 40, 39)]

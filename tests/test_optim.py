@@ -410,9 +410,12 @@ def test_every_optimizer_decays_the_keys_it_is_given(name):
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
 @pytest.mark.parametrize("weight_decay", [-0.5, math.inf, math.nan])
-def test_every_constructor_refuses_a_bad_weight_decay(name, weight_decay):
+def test_every_constructor_and_check_refuse_a_bad_weight_decay(name, weight_decay):
     with pytest.raises(ConfigError) as info:
         OPTIMIZERS[name](0.01, weight_decay=weight_decay)
+    assert str(info.value) == f"weight decay must be >= 0, got {weight_decay}"
+    with pytest.raises(ConfigError) as info:
+        OPTIMIZERS[name].check(0.01, weight_decay)
     assert str(info.value) == f"weight decay must be >= 0, got {weight_decay}"
 
 

@@ -11,6 +11,7 @@ import signal
 
 import numpy as np
 import pytest
+from tolerances import gamma
 
 from mnist_twolayer import plots
 from mnist_twolayer.augment import (
@@ -501,3 +502,41 @@ def test_affine_sources_are_float32_arithmetic_on_a_float32_grid():
         y += f32(f[i])
         np.testing.assert_array_equal(src_x[i], x)
         np.testing.assert_array_equal(src_y[i], y)
+
+
+def test_images_that_are_not_rows_of_square_pixels_are_refused():
+    rng = np.random.default_rng(0)
+    for shape in [(3, 783), (2, 4, 3)]:  # not square; square rows but not a 2-D batch
+        with pytest.raises(ValueError) as info:
+            shift_images(np.zeros(shape, np.float32), 2, rng, 0.0)
+        assert str(info.value) == f"images must be (N, side * side), got {shape}"
+
+
+def test_elastic_fields_are_the_smoothed_16_bit_uniforms_in_float32_operation_for_operation():
+    """The fields written out here: K drawn as (side, n * 2 * side) uint16, then
+    left @ K @ right - offset with left = alpha / 32768 G, right = G and
+    offset = alpha (1 - 2^-16) G 1 G, each rounded to float32 once: the same products of the
+    same shapes, so the same bits; and in float64, alpha G U G for U = (K + 1/2) / 2^15 - 1, to
+    float64's rounding: ours takes two products of 28 terms of K / 2^15 <= 2 and subtracts the
+    offset, the reference two of |U| <= 1, G >= 0: within (2 + 1) gamma(56) alpha (G 1 G) plus
+    the subtraction's half ulp, so 4 gamma(56) alpha (G 1 G)."""
+    n, alpha, sigma = 2, 34.0, 4.0
+    rng = np.random.default_rng(12)
+    k = replay(rng).integers(0, 1 << 16, size=(SIDE, n * 2 * SIDE), dtype=np.uint16)
+    dy, dx = elastic_displacements(n, SIDE, alpha, sigma, rng)
+    g = gaussian_matrix(SIDE, sigma)
+    f32 = np.float32
+    left, right = (alpha / 32768 * g).astype(f32), g.astype(f32)
+    offset = (alpha * (1 - 2.0**-16) * g @ np.ones((SIDE, SIDE)) @ g).astype(f32)
+    smoothed = np.matmul(np.matmul(left, k.astype(f32)).reshape(SIDE * n * 2, SIDE), right)
+    fields = smoothed.reshape(SIDE, n, 2, SIDE).transpose(2, 1, 0, 3)
+    np.testing.assert_array_equal(dy, fields[0] - offset)
+    np.testing.assert_array_equal(dx, fields[1] - offset)
+    u = (k.astype(np.float64) + 0.5) / 2**15 - 1
+    u = u.reshape(SIDE, n, 2, SIDE)
+    dy64, dx64 = elastic_displacements(n, SIDE, alpha, sigma, replay(np.random.default_rng(12)),
+                                       np.float64)
+    bound = 4 * gamma(56) * alpha * (g @ np.ones((SIDE, SIDE)) @ g)
+    for i in range(n):
+        assert np.all(np.abs(dy64[i] - alpha * g @ u[:, i, 0, :] @ g) <= bound)
+        assert np.all(np.abs(dx64[i] - alpha * g @ u[:, i, 1, :] @ g) <= bound)

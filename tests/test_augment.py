@@ -17,6 +17,7 @@ from mnist_twolayer import plots
 from mnist_twolayer.augment import (
     AUGMENTATIONS,
     Distortions,
+    Scratch,
     affine_sources,
     draw_affine,
     elastic_displacements,
@@ -540,3 +541,16 @@ def test_elastic_fields_are_the_smoothed_16_bit_uniforms_in_float32_operation_fo
     for i in range(n):
         assert np.all(np.abs(dy64[i] - alpha * g @ u[:, i, 0, :] @ g) <= bound)
         assert np.all(np.abs(dx64[i] - alpha * g @ u[:, i, 1, :] @ g) <= bound)
+
+
+def test_scratch_hands_back_the_same_array_until_its_shape_or_dtype_changes():
+    scratch = Scratch()
+    a = scratch.get("a", (2, 3), np.float32)
+    assert a.shape == (2, 3) and a.dtype == np.float32
+    assert scratch.get("a", (2, 3), np.float32) is a
+    b = scratch.get("a", (2, 3), np.float64)
+    assert b.dtype == np.float64 and b.shape == (2, 3)
+    c = scratch.get("a", (3, 2), np.float64)
+    assert c.shape == (3, 2) and c is not b
+    assert scratch.get("a", (3, 2), np.float64) is c
+    assert scratch.get("other", (3, 2), np.float64) is not c

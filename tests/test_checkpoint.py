@@ -233,3 +233,11 @@ def test_damaged_checkpoint_is_a_checkpoint_error(tmp_path):
     with pytest.raises(CheckpointError, match="checkpoint.npz: not a readable .npz file, "
                                               "perhaps truncated or damaged"):
         read_checkpoint(path)
+
+
+def test_the_meta_member_makes_a_checkpoint_even_beside_a_models_arrays(saved):
+    """Only a file without meta is taken for a model: these extra members are read as the
+    optimizer's state, which the trainer then refuses as not its own."""
+    _rewrite(saved, lambda a, m: a.update(sizes=np.array([2, 3, 1]), **PARAMS))
+    back = read_checkpoint(saved)
+    assert set(back.optimizer_state) == {"sizes", *PARAMS, *(f"velocity/{k}" for k in PARAMS)}

@@ -476,3 +476,17 @@ def test_each_constructor_and_check_refuse_its_own_bad_settings(cls_name, settin
         with pytest.raises(ConfigError) as info:
             check_optimizer_settings(cls_name, 0.01, 0.0, settings)
         assert str(info.value) == message
+
+
+def test_state_loaded_without_a_step_count_starts_adams_count_at_zero():
+    """load_state_dict's steps default: a state taken over with no count is a fresh start of
+    the bias correction (t = 1 at the next update)."""
+    a = make_optimizer("adam", 0.01)
+    params = {"W1": np.array([1.0, -2.0])}
+    a.update(params, {"W1": np.array([0.5, 0.25])})
+    b = make_optimizer("adam", 0.01)
+    b.load_state_dict(a.state_dict())
+    assert b.steps == 0
+    np.testing.assert_array_equal(b.state["adam_m"]["W1"], a.state["adam_m"]["W1"])
+    b.load_state_dict(a.state_dict(), steps=7)
+    assert b.steps == 7

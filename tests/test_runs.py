@@ -99,6 +99,8 @@ def test_a_finished_run_extended_starts_a_new_cosine_cycle(mini_env, tmp_path, c
     history = json.loads((run / "history.json").read_text())
     assert len(history["iteration_loss"]) == 48
     assert [r["iteration"] for r in history["epochs"]] == [12, 24, 36, 48]
+    assert [r["epoch"] for r in history["epochs"]] == [1, 2, 3, 4]
+    assert all(type(r["epoch"]) is int for r in history["epochs"])  # whole epochs: 1, not 1.0
     # each record's lr is the schedule's at the iteration before it: cycle 1 over 0..24,
     # cycle 2 (restarted from 0.2, the default preset's lr) over 24..48
     expected = [cosine(0.2, 0, 24, 11), cosine(0.2, 0, 24, 23), cosine(0.2, 24, 48, 35),

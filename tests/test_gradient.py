@@ -455,3 +455,65 @@ def test_series_terms_grow_as_steps_grow_and_give_way_to_the_closed_forms():
     assert gradient._series_terms(0.05, 0.05) == 13  # q = 0.05
     assert gradient._series_terms(0.1, 0.05) is None  # q = 0.1 would need 17 of at most 16
     assert gradient._series_terms(0.0, 3.0) == 1
+
+
+# --- the sigmoid net's series path, piece by piece ---
+
+
+def test_series_terms_is_the_fewest_terms_whose_cauchy_remainder_is_below_2_to_the_minus_54():
+    """rho = min(1, 1 / (5 reach)) (1 for reach 0), q = step / rho, and the fewest R with
+    q^R / (1 - q) <= 2^-54, here by hand: q = 2^-10: R = 6 (2^-60 / (1 - 2^-10) <= 2^-54 <
+    2^-50 / (1 - 2^-10)); reach 0.5: rho 0.4, q = 0.01: R = 9; reach 2: rho 0.1, q = 0.02:
+    R = 10; q = 0.5 would need 55 terms, more than MAX_SERIES_TERMS."""
+    assert gradient._series_terms(2.0**-10, 0.0) == 6
+    assert gradient._series_terms(0.004, 0.5) == 9
+    assert gradient._series_terms(0.002, 2.0) == 10
+    assert gradient._series_terms(0.5, 0.0) is None
+    assert gradient._series_terms(1.5, 0.0) is None  # q >= 1: no number of terms
+    assert gradient.MAX_SERIES_TERMS == 16
+
+
+def test_polynomial_is_the_sum_of_c_r_step_to_the_r_from_r_1():
+    """Dyadic numbers: every product and sum is exact, so Horner's rule and the plain sum
+    agree to the bit."""
+    c = [np.array([1.0, 2.0]), np.array([3.0, -1.0]), np.array([0.5, 4.0])]
+    steps = np.array([[2.0, -0.5], [0.25, 3.0]])
+    expected = c[0] * steps + c[1] * steps**2 + c[2] * steps**3
+    np.testing.assert_array_equal(gradient._polynomial(c, steps), expected)
+    np.testing.assert_array_equal(gradient._polynomial(c[:1], steps), c[0] * steps)
+
+
+def test_sigmoid_loss_series_gives_the_taylor_coefficients_of_the_loss_change():
+    """Against mpmath's Taylor coefficients (50 digits) of
+    d(s) = log(sum_k p_k exp(u_k (sigmoid(a + s) - sigmoid(a)))) for two samples, two hidden
+    units, three classes. Each float64 coefficient is a few hundred products and sums of
+    numbers below 4 (R^3 = 512 at most), so within 512 * 4 * 2^-52 ~ 5e-13 of the true one; the
+    last coefficients are ~1e-7 here (u up to 2), so a moment or a term left out is far
+    outside that."""
+    mpmath = pytest.importorskip("mpmath")  # PyTorch's sympy brings it (the torch extra)
+
+    terms = 8
+    a1 = np.array([[0.3, -1.2], [2.0, 0.0]])
+    p = np.array([[0.25, 0.5, 0.25], [0.625, 0.125, 0.25]])  # rows sum to 1 exactly
+    u = np.array([[[1.0, -2.0, 0.5], [0.25, 1.5, -1.0]], [[-0.5, 2.0, 1.0], [1.75, -0.75, 0.0]]])
+    f = gradient._sigmoid_loss_series(a1, p, u, terms)
+    assert len(f) == terms
+    assert all(fr.shape == (2, 2) and fr.dtype == np.float64 for fr in f)
+    mpmath.mp.dps = 50
+    try:
+        for n in range(2):
+            for j in range(2):
+                a = mpmath.mpf(a1[n, j])
+
+                def change(s, a=a, n=n, j=j):
+                    dz = 1 / (1 + mpmath.exp(-(a + s))) - 1 / (1 + mpmath.exp(-a))
+                    return mpmath.log(sum(mpmath.mpf(p[n, k]) * mpmath.exp(u[n, j, k] * dz)
+                                          for k in range(3)))
+
+                exact = mpmath.taylor(change, 0, terms)
+                assert abs(exact[0]) < 1e-40
+                for r in range(1, terms + 1):
+                    assert abs(f[r - 1][n, j] - float(exact[r])) <= 1e-12, (n, j, r)
+                assert abs(float(exact[terms])) > 1e-9  # the last term matters at this bound
+    finally:
+        mpmath.mp.dps = 15

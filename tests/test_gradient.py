@@ -470,6 +470,13 @@ def test_series_terms_is_the_fewest_terms_whose_cauchy_remainder_is_below_2_to_t
     assert gradient._series_terms(0.002, 2.0) == 10
     assert gradient._series_terms(0.5, 0.0) is None
     assert gradient._series_terms(1.5, 0.0) is None  # q >= 1: no number of terms
+    assert gradient._series_terms(1.0, 0.0) is None  # q = 1 exactly (no division by 0)
+    # near the bound 2^-54 = 5.55e-17: q = 0.056 needs 14 (0.056^13 / 0.944 = 5.64e-17 is just
+    # above it; times 0.944 or over 1.056 it would pass), q = 0.009 needs 8 (0.009^8 / 0.991 =
+    # 4.3e-17, above 2^-55), and q = 0.09 the most there is, 16
+    assert gradient._series_terms(0.056, 0.0) == 14
+    assert gradient._series_terms(0.009, 0.0) == 8
+    assert gradient._series_terms(0.09, 0.0) == 16
     assert gradient.MAX_SERIES_TERMS == 16
 
 

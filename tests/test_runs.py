@@ -188,17 +188,30 @@ def test_extend_sets_the_new_budget_and_starts_a_cycle_only_at_the_end(mini_env,
         cosine(0.2, 0, 24, 23), 0.2, cosine(0.2, 24, 40, 39)]
 
 
-def test_an_evaluation_after_every_iteration_records_the_lr_each_one_used(mini_env, tmp_path):
+def test_an_evaluation_after_every_iteration_records_the_lr_each_one_used(mini_env, tmp_path,
+                                                                          caplog):
     """Record i holds the columns of history.csv and nothing else, and the lr of the update
-    before it: iteration 1's record the schedule's lr at 0 (the base), and so on."""
+    before it: iteration 1's record the schedule's lr at 0 (the base), and so on. Its seconds
+    of training grow and fit inside the wall time around the run (an order, not a speed), and
+    each evaluation is logged with its test accuracy."""
+    import logging
+    import time
+
     from mnist_twolayer.config import config_from_preset
     from mnist_twolayer.history import HISTORY_COLUMNS
 
     config = config_from_preset("default", dataset="mini", hidden=4, batch_size=50, iters=3,
                                 eval_every=1)
     trainer = Trainer(config, tmp_path / "run", data_dir=mini_env)
+    caplog.set_level(logging.INFO, logger="mnist_twolayer.trainer")
+    before = time.perf_counter()
     trainer.run()
+    wall = time.perf_counter() - before
     records = trainer.state.history["epochs"]
+    seconds = [r["seconds"] for r in records]
+    assert 0 <= seconds[0] <= seconds[1] <= seconds[2] <= wall
+    assert [m for m in caplog.messages if m.startswith("iteration ")] == [
+        f"iteration {r['iteration']}: test accuracy {r['test_accuracy']:.4f}" for r in records]
     assert [r["iteration"] for r in records] == [1, 2, 3]
     assert all(set(r) == set(HISTORY_COLUMNS) for r in records)
     assert [r["lr"] for r in records] == [0.2, cosine(0.2, 0, 3, 1), cosine(0.2, 0, 3, 2)]

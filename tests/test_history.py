@@ -85,11 +85,11 @@ def test_write_history_writes_the_json_and_one_csv_row_per_evaluation(tmp_path):
     history["epochs"][0]["extra"] = "not a column"
     write_history(tmp_path, history)
     assert json.loads((tmp_path / "history.json").read_text()) == history
-    assert (tmp_path / "history.csv").read_text() == (
-        "epoch,iteration,seconds,lr,train_loss,train_accuracy,val_loss,val_accuracy,test_loss,"
-        "test_accuracy\n"
-        "1,100,1.5,0.1,0.5,0.9,,,0.3,0.97\n"
-        "2,200,3.0,0.1,0.5,0.9,0.4,0.5,0.3,0.98\n")
+    assert (tmp_path / "history.csv").read_bytes() == (  # bytes: "\n", not csv's "\r\n"
+        b"epoch,iteration,seconds,lr,train_loss,train_accuracy,val_loss,val_accuracy,test_loss,"
+        b"test_accuracy\n"
+        b"1,100,1.5,0.1,0.5,0.9,,,0.3,0.97\n"
+        b"2,200,3.0,0.1,0.5,0.9,0.4,0.5,0.3,0.98\n")
     assert load_history(tmp_path) == history
     assert load_history(str(tmp_path)) == history
 

@@ -215,3 +215,19 @@ def test_an_evaluation_after_every_iteration_records_the_lr_each_one_used(mini_e
     assert [r["iteration"] for r in records] == [1, 2, 3]
     assert all(set(r) == set(HISTORY_COLUMNS) for r in records)
     assert [r["lr"] for r in records] == [0.2, cosine(0.2, 0, 3, 1), cosine(0.2, 0, 3, 2)]
+
+
+def test_permutation_sampling_draws_every_sample_once_an_epoch(mini_env, tmp_path):
+    """12 batches of 50 from the 600 digits are a partition of them, the last one included;
+    the 13th starts a new permutation from its first row."""
+    from mnist_twolayer.config import config_from_preset
+
+    config = config_from_preset("default", dataset="mini", hidden=4, batch_size=50, epochs=2)
+    trainer = Trainer(config, tmp_path / "run", data_dir=mini_env)
+    batches = [trainer._next_batch_indices() for _ in range(12)]
+    assert all(len(b) == 50 and np.array_equal(b, np.sort(b)) for b in batches)
+    assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(600))
+    assert trainer.state.position == 600
+    first = trainer._next_batch_indices()
+    assert trainer.state.position == 50
+    assert np.array_equal(first, np.sort(trainer.state.permutation[:50]))

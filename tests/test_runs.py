@@ -231,3 +231,12 @@ def test_permutation_sampling_draws_every_sample_once_an_epoch(mini_env, tmp_pat
     first = trainer._next_batch_indices()
     assert trainer.state.position == 50
     assert np.array_equal(first, np.sort(trainer.state.permutation[:50]))
+
+
+def test_a_run_folder_is_made_with_its_missing_parents(mini_env, tmp_path):
+    from mnist_twolayer.config import config_from_preset
+
+    config = config_from_preset("default", dataset="mini", hidden=4, batch_size=50, iters=1)
+    run = tmp_path / "runs" / "deep" / "run"
+    assert Trainer(config, run, data_dir=mini_env).run()["iterations"] == 1
+    assert json.loads((run / "config.json").read_text()) == config.to_dict()

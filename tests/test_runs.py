@@ -240,3 +240,29 @@ def test_a_run_folder_is_made_with_its_missing_parents(mini_env, tmp_path):
     run = tmp_path / "runs" / "deep" / "run"
     assert Trainer(config, run, data_dir=mini_env).run()["iterations"] == 1
     assert json.loads((run / "config.json").read_text()) == config.to_dict()
+
+
+def test_shifted_batches_bring_in_the_standardized_blank_pixel(mini_env, tmp_path):
+    """The first batch of a shift-augmented run, replayed: the same rows, shifted by the same
+    draws, with (0 - mean) / std, a blank pixel in the standardized inputs, moved in."""
+    from mnist_twolayer.augment import shift_images
+    from mnist_twolayer.config import config_from_preset
+
+    config = config_from_preset("default", dataset="mini", hidden=4, batch_size=50, iters=1,
+                                sampling="replacement", augment="shift", max_shift=2.0)
+    trainer = Trainer(config, tmp_path / "run", data_dir=mini_env)
+    rng = np.random.Generator(np.random.PCG64())
+    rng.bit_generator.state = trainer.rng.bit_generator.state
+    seen = []
+    original = trainer.net.loss_and_gradient
+
+    def record(x, t, method="backprop"):
+        seen.append(x.copy())
+        return original(x, t, method)
+
+    trainer.net.loss_and_gradient = record
+    trainer.run()
+    rows = np.sort(rng.integers(0, 600, 50))
+    blank = (0.0 - trainer.data.mean) / trainer.data.std
+    expected = shift_images(trainer.data.x_train[rows], 2, rng, blank)
+    np.testing.assert_array_equal(seen[0], expected)

@@ -11,11 +11,13 @@ import signal
 import numpy as np
 import pytest
 from faults_support import interrupt_at
+from tolerances import gamma
 
 from mnist_twolayer import plots
 from mnist_twolayer.augment import (
     AUGMENTATIONS,
     Distortions,
+    Scratch,
     affine_sources,
     draw_affine,
     elastic_displacements,
@@ -421,3 +423,122 @@ def test_the_augmentation_mosaic_puts_each_digit_beside_its_draws():
             assert np.array_equal(mosaic[top:top + 2, left:left + 2],
                                   distorted[row, draw].reshape(2, 2))
     assert np.isnan(mosaic).sum() == mosaic.size - 3 * 3 * 4  # the rest is the frame
+
+
+# --- what the arithmetic is done in (mutation tests: each fails if a step leaves it) ---
+
+
+def test_elastic_displacements_come_in_the_dtype_asked_and_differ_between_axes():
+    dy, dx = elastic_displacements(3, SIDE, 34.0, 4.0, np.random.default_rng(2))
+    assert dy.dtype == dx.dtype == np.float32 and dy.shape == dx.shape == (3, SIDE, SIDE)
+    assert not np.array_equal(dy, dx)  # two fields, not one twice
+    dy64, dx64 = elastic_displacements(3, SIDE, 34.0, 4.0, np.random.default_rng(2), np.float64)
+    assert dy64.dtype == dx64.dtype == np.float64
+    # the same uniforms: float32 is float64's field to float32's accuracy (34 px, 1e-6 rel)
+    np.testing.assert_allclose(dy, dy64, rtol=0, atol=34 * 2e-6)
+    np.testing.assert_allclose(dx, dx64, rtol=0, atol=34 * 2e-6)
+
+
+def test_bilinear_sampling_takes_float64_positions_into_the_images_float32():
+    """Positions are moved into the framed image in the images' dtype: 0.1 becomes
+    float32(2.1) - 2 = 0.099999905 as the fraction, not float64's 0.1."""
+    image = np.float32([[[0.0, 1.0], [0.0, 1.0]]])
+    fraction = np.float32(np.float32(0.1 + 2) - np.float32(2))
+    assert fraction != np.float32(0.1)
+    out = sample_bilinear(image, np.zeros((1, 1, 1)), np.full((1, 1, 1), 0.1), background=0.0)
+    assert out.dtype == np.float32 and out[0, 0, 0] == fraction
+    out = sample_bilinear(image.transpose(0, 2, 1), np.full((1, 1, 1), 0.1), np.zeros((1, 1, 1)),
+                          background=0.0)
+    assert out.dtype == np.float32 and out[0, 0, 0] == fraction
+
+
+def test_bilinear_sampling_broadcasts_one_grid_of_positions_over_the_batch():
+    images = np.arange(2 * 9, dtype=np.float64).reshape(2, 3, 3)
+    rows = np.float64([[[0.5, 1.0], [2.0, 1.25]]])
+    cols = np.float64([[[0.0, 0.5], [1.0, 2.0]], [[0.25, 0.5], [1.0, 2.0]]])
+    expected = sample_bilinear(images, np.broadcast_to(rows, cols.shape).copy(), cols, 0.0)
+    np.testing.assert_array_equal(sample_bilinear(images, rows, cols, 0.0), expected)
+    np.testing.assert_array_equal(sample_bilinear(images, cols, rows, 0.0),
+                                  sample_bilinear(images, cols,
+                                                  np.broadcast_to(rows, cols.shape).copy(), 0.0))
+    # 0.5 between rows 0 and 1 of column 0 of image 0: (0 + 3) / 2
+    assert expected[0, 0, 0] == 1.5
+
+
+def test_affine_sources_are_float32_arithmetic_on_a_float32_grid():
+    """The map's coefficients are rounded to float32 once, then each source position is
+    a * col + b * row + e (and c, d, f) in float32, operation for operation."""
+    rows, cols = pixel_grid(SIDE, np.dtype(np.float32))
+    angle, scale, shear = np.array([0.3, -0.2]), np.array([1.1, 0.9]), np.array([0.1, -0.25])
+    shift_y, shift_x = np.array([1.5, -0.75]), np.array([-2.0, 0.5])
+    src_y, src_x = affine_sources(rows, cols, angle, scale, shear, shift_y, shift_x, side=SIDE,
+                                  plus=2)
+    assert src_y.dtype == src_x.dtype == np.float32
+    centre = (SIDE - 1) / 2
+    cos, sin, tan = np.cos(angle), np.sin(angle), np.tan(shear)
+    a, b = (cos + tan * sin) / scale, (tan * cos - sin) / scale
+    c, d = sin / scale, cos / scale
+    e = centre + 2 - a * (centre + shift_x) - b * (centre + shift_y)
+    f = centre + 2 - c * (centre + shift_x) - d * (centre + shift_y)
+    f32 = np.float32
+    for i in range(2):
+        x = f32(a[i]) * cols
+        x += f32(b[i]) * rows
+        x += f32(e[i])
+        y = f32(c[i]) * cols
+        y += f32(d[i]) * rows
+        y += f32(f[i])
+        np.testing.assert_array_equal(src_x[i], x)
+        np.testing.assert_array_equal(src_y[i], y)
+
+
+def test_images_that_are_not_rows_of_square_pixels_are_refused():
+    rng = np.random.default_rng(0)
+    for shape in [(3, 783), (2, 4, 3)]:  # not square; square rows but not a 2-D batch
+        with pytest.raises(ValueError) as info:
+            shift_images(np.zeros(shape, np.float32), 2, rng, 0.0)
+        assert str(info.value) == f"images must be (N, side * side), got {shape}"
+
+
+def test_elastic_fields_are_the_smoothed_16_bit_uniforms_in_float32_operation_for_operation():
+    """The fields written out here: K drawn as (side, n * 2 * side) uint16, then
+    left @ K @ right - offset with left = alpha / 32768 G, right = G and
+    offset = alpha (1 - 2^-16) G 1 G, each rounded to float32 once: the same products of the
+    same shapes, so the same bits; and in float64, alpha G U G for U = (K + 1/2) / 2^15 - 1, to
+    float64's rounding: ours takes two products of 28 terms of K / 2^15 <= 2 and subtracts the
+    offset, the reference two of |U| <= 1, G >= 0: within (2 + 1) gamma(56) alpha (G 1 G) plus
+    the subtraction's half ulp, so 4 gamma(56) alpha (G 1 G)."""
+    n, alpha, sigma = 2, 34.0, 4.0
+    rng = np.random.default_rng(5)  # its 3136 levels include a 0: the full range is drawn
+    k = replay(rng).integers(0, 1 << 16, size=(SIDE, n * 2 * SIDE), dtype=np.uint16)
+    assert k.min() == 0
+    dy, dx = elastic_displacements(n, SIDE, alpha, sigma, rng)
+    g = gaussian_matrix(SIDE, sigma)
+    f32 = np.float32
+    left, right = (alpha / 32768 * g).astype(f32), g.astype(f32)
+    offset = (alpha * (1 - 2.0**-16) * g @ np.ones((SIDE, SIDE)) @ g).astype(f32)
+    smoothed = np.matmul(np.matmul(left, k.astype(f32)).reshape(SIDE * n * 2, SIDE), right)
+    fields = smoothed.reshape(SIDE, n, 2, SIDE).transpose(2, 1, 0, 3)
+    np.testing.assert_array_equal(dy, fields[0] - offset)
+    np.testing.assert_array_equal(dx, fields[1] - offset)
+    u = (k.astype(np.float64) + 0.5) / 2**15 - 1
+    u = u.reshape(SIDE, n, 2, SIDE)
+    dy64, dx64 = elastic_displacements(n, SIDE, alpha, sigma, replay(np.random.default_rng(5)),
+                                       np.float64)
+    bound = 4 * gamma(56) * alpha * (g @ np.ones((SIDE, SIDE)) @ g)
+    for i in range(n):
+        assert np.all(np.abs(dy64[i] - alpha * g @ u[:, i, 0, :] @ g) <= bound)
+        assert np.all(np.abs(dx64[i] - alpha * g @ u[:, i, 1, :] @ g) <= bound)
+
+
+def test_scratch_hands_back_the_same_array_until_its_shape_or_dtype_changes():
+    scratch = Scratch()
+    a = scratch.get("a", (2, 3), np.float32)
+    assert a.shape == (2, 3) and a.dtype == np.float32
+    assert scratch.get("a", (2, 3), np.float32) is a
+    b = scratch.get("a", (2, 3), np.float64)
+    assert b.dtype == np.float64 and b.shape == (2, 3)
+    c = scratch.get("a", (3, 2), np.float64)
+    assert c.shape == (3, 2) and c is not b
+    assert scratch.get("a", (3, 2), np.float64) is c
+    assert scratch.get("other", (3, 2), np.float64) is not c

@@ -76,6 +76,20 @@ def test_softmax_is_row_wise_and_keeps_float32():
     np.testing.assert_array_equal(y[1], [0.0, 0.0, 1.0])  # exp(-1000) underflows to 0
 
 
+def test_log_softmax_shifts_each_row_by_its_own_max():
+    """Scores near +1000 and -1000 in one batch, and a single sample (1-D): without each
+    row's own shift, exp overflows or every term underflows (the fixture makes that fail)."""
+    x = np.array([[1000.0, 1001.0, 1002.0], [-1000.0, -1001.0, -1002.0]])
+    lse = math.log(1 + math.exp(-1) + math.exp(-2))
+    expected = np.array([[-2 - lse, -1 - lse, -lse], [-lse, -1 - lse, -2 - lse]])
+    # x - max is exact (integers); then the exps of 0, -1, -2 and their sum (the sum's
+    # relative error is log's absolute one), the log and the last subtraction, on each side
+    bound = (numpy_rel("exp") + LIBM_REL + 2 * gamma(2) + (numpy_rel("log") + LIBM_REL) * lse
+             + EPS64 * (2 + lse))
+    np.testing.assert_allclose(log_softmax(x), expected, rtol=0, atol=bound)
+    np.testing.assert_allclose(log_softmax(x[1]), expected[1], rtol=0, atol=bound)
+
+
 def test_log_softmax_is_exact_where_softmax_underflows():
     x = np.array([[0.0, 0.0, -1000.0]])
     with localcontext() as context:
@@ -177,9 +191,17 @@ def test_cross_entropy_book_example_and_labels_equal_one_hot():
         rel=numpy_rel("log") + LIBM_REL + EPS64, abs=0)
 
 
-def test_cross_entropy_rejects_mismatched_targets():
-    with pytest.raises(ValueError):
-        cross_entropy_error(np.full((3, 4), 0.25), np.array([0, 1]))
+def test_cross_entropy_says_how_targets_and_samples_disagree():
+    y = np.full((2, 4), 0.25)
+    with pytest.raises(ValueError, match=r"^1 targets for 2 samples$"):
+        cross_entropy_error(y, 3)
+    with pytest.raises(ValueError, match=r"^3 targets for 2 samples$"):
+        cross_entropy_error(y, np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match=r"^2 targets for 1 samples$"):
+        cross_entropy_error(y[0], np.array([1, 2]))
+    with pytest.raises(ValueError, match=r"^one-hot targets of shape \(2, 3\) do not match "
+                                         r"\(2, 4\)$"):
+        cross_entropy_error(y, np.eye(3)[:2])
 
 
 @pytest.mark.parametrize("labels", [[0, -1], [0, 3]])
@@ -193,6 +215,8 @@ def test_cross_entropy_of_one_sample_takes_a_scalar_label():
     y = np.array([[0.2, 0.8]])
     assert cross_entropy_error(y, 1) == cross_entropy_error(y[0], 1) == cross_entropy_error(
         y, np.array([1]))
+    # one label in any shape: a single sample's targets are flattened
+    assert cross_entropy_error(y[0], np.array([[1]])) == cross_entropy_error(y[0], 1)
 
 
 def test_softmax_cross_entropy_from_logits_needs_no_eps():
@@ -211,6 +235,18 @@ def test_sum_squared_error_book_example():
     # no transcendental function: the decimals' rounding to floats (u, or 1.5 u of 0.6 - 1 =
     # -0.4; squared 3 u), the squares (u), the sum of 10 terms >= 0 (gamma_9) and 0.0975's own
     assert sum_squared_error(y, t) == pytest.approx(0.0975, rel=gamma(14), abs=0)
+
+
+def test_sum_squared_error_works_in_float32_for_float32_outputs():
+    """Integer targets are taken in y's dtype, so the arithmetic stays in float32."""
+    y = np.array([0.1, 0.05, 0.6, 0.0, 0.05, 0.1, 0.0, 0.1, 0.0, 0.0], dtype=np.float32)
+    t = [0, 0, 1, 0, 0, 0, 0, 0, 0, 0]
+    # the same operations on the same float32 arrays: bit-identical
+    in_float32 = float(0.5 * np.sum((y - np.array(t, dtype=np.float32)) ** 2))
+    in_float64 = float(0.5 * np.sum((y.astype(np.float64) - np.array(t)) ** 2))
+    assert float(np.float32(in_float64)) != in_float64  # no float32 computation gives this
+    assert sum_squared_error(y, t) == in_float32
+    assert sum_squared_error(y, np.array(t, dtype=np.float64)) == in_float32
 
 
 def test_sum_squared_error_refuses_class_indices():

@@ -12,6 +12,7 @@ from conftest import mnist_batch
 from tolerances import (
     EPS32,
     EPS64,
+    SIGMOID_D2,
     assert_within,
     central_difference_error,
     gamma,
@@ -123,6 +124,8 @@ def test_gradient_descent_returns_the_path_on_request_and_leaves_init_x_alone():
     ints = gradient_descent(sum_of_squares, [-3, 4], lr=0.1, step_num=20)
     assert ints.dtype == np.float64
     np.testing.assert_array_equal(ints, x)
+    floats = gradient_descent(sum_of_squares, np.array([-3, 4], np.float32), lr=0.1, step_num=20)
+    assert floats.dtype == np.float32  # a float dtype is kept, only integers become float64
 
 
 def test_a_gradient_returning_inside_its_loop_moves_only_the_first_coordinate(monkeypatch):
@@ -281,6 +284,26 @@ def five_point_loop(net: TwoLayerNet, x: np.ndarray, t: np.ndarray, h: float
     return grads
 
 
+def test_kinks_follow_the_rounded_steps_and_landing_on_0_is_the_flat_side():
+    """A float32 b1 of 1 moved by h = 1e-3 goes to float32(1.001) and float32(0.999): steps of
+    +16778 u and -16777 u (u = 2^-24), not +-h. Hidden unit 0's pre-activation a = 16778 u
+    is more than the step down, so neither step takes it to 0 or below: no kink (with the steps
+    mirrored it would be one). Unit 1's a = -16778 u is moved up exactly to 0, which is ReLU's
+    flat side (the Relu layer's mask is x <= 0): no kink either. The same holds for the W1
+    entries (x = 1), whose float32 steps are +-16777 u and +16778 u, -16778 u."""
+    u = 2.0**-24
+    f32 = np.float32
+    params = {"W1": np.array([[-(1 - 16778 * u), -(1 + 16778 * u)]], dtype=f32),
+              "b1": np.ones(2, dtype=f32), "W2": np.eye(2, dtype=f32), "b2": np.zeros(2, f32)}
+    x = np.ones((1, 1))
+    a = x @ params["W1"].astype(np.float64) + params["b1"]
+    np.testing.assert_array_equal(a, [[16778 * u, -16778 * u]])  # exact: Sterbenz
+    steps = (np.float64(f32(f32(1) + f32(1e-3))) - 1, np.float64(f32(f32(1) - f32(1e-3))) - 1)
+    assert steps == (16778 * u, -16777 * u)
+    result = two_layer_numerical_gradient(params, x, np.array([0]), 1e-3, activation="relu")
+    assert result.kink_counts == {"W1": 0, "b1": 0, "W2": 0, "b2": 0}
+
+
 @pytest.mark.parametrize("activation", ["sigmoid", "relu"])
 def test_order_4_is_the_five_point_stencil(activation):
     net, x, t = dense_problem(activation, scale=1.0)
@@ -316,11 +339,63 @@ def test_truncation_error_falls_as_h_to_the_order(activation, order):
     assert error(coarse) / error(fine) == pytest.approx(2.0**order, rel=1e-2, abs=0)
 
 
+def test_logits_thousands_apart_between_samples_give_finite_differences():
+    """Each sample's logits are shifted by their own max: sample 0's are (2000, 0), sample
+    1's (0, 0). Shifted by the batch's max, sample 1's exps underflow to 0 (log 0, 0 / 0);
+    not shifted down, sample 0's overflow."""
+    params = {"W1": np.ones((1, 1)), "b1": np.zeros(1), "W2": np.array([[2.0, 0.0]]),
+              "b2": np.zeros(2)}
+    x = np.array([[1000.0], [0.0]])
+    h = 1e-4
+    result = two_layer_numerical_gradient(params, x, np.array([0, 0]), h, activation="relu")
+    # sample 0's loss is log(1 + e^-2000) = 0 in float64, sample 1's log 2: the mean is log(2)
+    # / 2 to the rounding of exp, the sum, log and the mean (a few eps)
+    assert result.loss == pytest.approx(np.log(2) / 2, rel=4 * EPS64)
+    # d loss / d b2 = mean(p - onehot) = ((0, 0) + (-1/2, 1/2)) / 2; b2 = 0 is moved exactly,
+    # log-sum-exp's third derivative is at most SIGMOID_D2 / 2 (the mean of two samples), and
+    # the loss changes are computed to a few eps of ~h
+    assert_within(result.grads["b2"], [-0.25, 0.25],
+                  central_difference_error(h, SIGMOID_D2 / 2, 4 * EPS64 * h))
+    assert all(np.isfinite(g).all() for g in result.grads.values())
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "relu"])
+def test_a_float32_parameter_is_taken_in_float64(activation):
+    """The closed forms run in float64 whatever the parameters' dtypes: with W2 in float32,
+    the gradients of the float64 parameters (whose steps are the same) are those of W2's
+    float64 copy, bit for bit. W2's entries 1 and 2^-30 differ by 1 - 2^-30, which float32
+    cannot hold: a difference taken in float32 would show."""
+    rng = np.random.default_rng(3)
+    params = {"W1": rng.standard_normal((6, 2)), "b1": rng.standard_normal(2),
+              "W2": np.array([[1.0, 2.0**-30, -0.5], [2.0**-30, 1.0, 0.25]]),
+              "b2": rng.standard_normal(3)}
+    x, t = rng.random((4, 6)), np.array([0, 1, 2, 1])
+    expected = two_layer_numerical_gradient(params, x, t, activation=activation)
+    result = two_layer_numerical_gradient({**params, "W2": params["W2"].astype(np.float32)}, x,
+                                          t, activation=activation)
+    assert result.loss == expected.loss
+    for name in ("W1", "b1", "b2"):
+        np.testing.assert_array_equal(result.grads[name], expected.grads[name], err_msg=name)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "relu"])
+def test_samples_with_a_single_lit_pixel_count_too(activation):
+    """W1's differences are summed over each sample's lit pixels: one pixel is enough."""
+    net = TwoLayerNet(5, 3, 2, weight_init_std=1.0, seed=4, activation=activation)
+    x = 0.7 * np.eye(5)[[0, 2, 4]]
+    t = np.array([0, 1, 1])
+    vectorized = net.numerical_gradient(x, t)
+    nditer = net.numerical_gradient(x, t, method="nditer")
+    assert np.abs(vectorized["W1"]).max() > 1e-3
+    assert np.max(np.abs(vectorized["W1"] - nditer["W1"])) <= NDITER_ATOL
+
+
 def test_bad_order_or_activation_is_refused():
     net, x, t = dense_problem("sigmoid")
     with pytest.raises(ValueError, match="order must be one of 2, 4, not 3"):
         two_layer_numerical_gradient(net.params, x, t.argmax(axis=1), order=3)
-    with pytest.raises(ValueError, match="unknown activation 'tanh'"):
+    with pytest.raises(ValueError,
+                       match="^unknown activation 'tanh'; choose one of sigmoid, relu$"):
         two_layer_numerical_gradient(net.params, x, t.argmax(axis=1), activation="tanh")
 
 
@@ -417,3 +492,72 @@ def test_series_terms_grow_as_steps_grow_and_give_way_to_the_closed_forms():
     assert gradient._series_terms(0.05, 0.05) == 13  # q = 0.05
     assert gradient._series_terms(0.1, 0.05) is None  # q = 0.1 would need 17 of at most 16
     assert gradient._series_terms(0.0, 3.0) == 1
+
+
+# --- the sigmoid net's series path, piece by piece ---
+
+
+def test_series_terms_is_the_fewest_terms_whose_cauchy_remainder_is_below_2_to_the_minus_54():
+    """rho = min(1, 1 / (5 reach)) (1 for reach 0), q = step / rho, and the fewest R with
+    q^R / (1 - q) <= 2^-54, here by hand: q = 2^-10: R = 6 (2^-60 / (1 - 2^-10) <= 2^-54 <
+    2^-50 / (1 - 2^-10)); reach 0.5: rho 0.4, q = 0.01: R = 9; reach 2: rho 0.1, q = 0.02:
+    R = 10; q = 0.5 would need 55 terms, more than MAX_SERIES_TERMS."""
+    assert gradient._series_terms(2.0**-10, 0.0) == 6
+    assert gradient._series_terms(0.004, 0.5) == 9
+    assert gradient._series_terms(0.002, 2.0) == 10
+    assert gradient._series_terms(0.5, 0.0) is None
+    assert gradient._series_terms(1.5, 0.0) is None  # q >= 1: no number of terms
+    assert gradient._series_terms(1.0, 0.0) is None  # q = 1 exactly (no division by 0)
+    # near the bound 2^-54 = 5.55e-17: q = 0.056 needs 14 (0.056^13 / 0.944 = 5.64e-17 is just
+    # above it; times 0.944 or over 1.056 it would pass), q = 0.009 needs 8 (0.009^8 / 0.991 =
+    # 4.3e-17, above 2^-55), and q = 0.09 the most there is, 16
+    assert gradient._series_terms(0.056, 0.0) == 14
+    assert gradient._series_terms(0.009, 0.0) == 8
+    assert gradient._series_terms(0.09, 0.0) == 16
+    assert gradient.MAX_SERIES_TERMS == 16
+
+
+def test_polynomial_is_the_sum_of_c_r_step_to_the_r_from_r_1():
+    """Dyadic numbers: every product and sum is exact, so Horner's rule and the plain sum
+    agree to the bit."""
+    c = [np.array([1.0, 2.0]), np.array([3.0, -1.0]), np.array([0.5, 4.0])]
+    steps = np.array([[2.0, -0.5], [0.25, 3.0]])
+    expected = c[0] * steps + c[1] * steps**2 + c[2] * steps**3
+    np.testing.assert_array_equal(gradient._polynomial(c, steps), expected)
+    np.testing.assert_array_equal(gradient._polynomial(c[:1], steps), c[0] * steps)
+
+
+def test_sigmoid_loss_series_gives_the_taylor_coefficients_of_the_loss_change():
+    """Against mpmath's Taylor coefficients (50 digits) of
+    d(s) = log(sum_k p_k exp(u_k (sigmoid(a + s) - sigmoid(a)))) for two samples, two hidden
+    units, three classes. Each float64 coefficient is a few hundred products and sums of
+    numbers below 4 (R^3 = 512 at most), so within 512 * 4 * 2^-52 ~ 5e-13 of the true one; the
+    last coefficients are ~1e-7 here (u up to 2), so a moment or a term left out is far
+    outside that."""
+    mpmath = pytest.importorskip("mpmath")  # PyTorch's sympy brings it (the torch extra)
+
+    terms = 8
+    a1 = np.array([[0.3, -1.2], [2.0, 0.0]])
+    p = np.array([[0.25, 0.5, 0.25], [0.625, 0.125, 0.25]])  # rows sum to 1 exactly
+    u = np.array([[[1.0, -2.0, 0.5], [0.25, 1.5, -1.0]], [[-0.5, 2.0, 1.0], [1.75, -0.75, 0.0]]])
+    f = gradient._sigmoid_loss_series(a1, p, u, terms)
+    assert len(f) == terms
+    assert all(fr.shape == (2, 2) and fr.dtype == np.float64 for fr in f)
+    mpmath.mp.dps = 50
+    try:
+        for n in range(2):
+            for j in range(2):
+                a = mpmath.mpf(a1[n, j])
+
+                def change(s, a=a, n=n, j=j):
+                    dz = 1 / (1 + mpmath.exp(-(a + s))) - 1 / (1 + mpmath.exp(-a))
+                    return mpmath.log(sum(mpmath.mpf(p[n, k]) * mpmath.exp(u[n, j, k] * dz)
+                                          for k in range(3)))
+
+                exact = mpmath.taylor(change, 0, terms)
+                assert abs(exact[0]) < 1e-40
+                for r in range(1, terms + 1):
+                    assert abs(f[r - 1][n, j] - float(exact[r])) <= 1e-12, (n, j, r)
+                assert abs(float(exact[terms])) > 1e-9  # the last term matters at this bound
+    finally:
+        mpmath.mp.dps = 15

@@ -87,6 +87,8 @@ def test_write_is_deterministic(tmp_path: Path) -> None:
     idx.write_idx(tmp_path / "a.gz", array)
     idx.write_idx(tmp_path / "b.gz", array)
     assert (tmp_path / "a.gz").read_bytes() == (tmp_path / "b.gz").read_bytes()
+    # RFC 1952: magic 1f 8b, method 8 (deflate), flags 0 (so no file name), mtime 0
+    assert (tmp_path / "a.gz").read_bytes()[:8] == b"\x1f\x8b\x08\x00\x00\x00\x00\x00"
 
 
 def test_real_mnist_header_and_first_labels() -> None:
@@ -103,6 +105,12 @@ def test_encode_refuses_what_idx_cannot_hold() -> None:
         idx.encode_idx(np.zeros(3, dtype=np.uint16))
     with pytest.raises(ValueError, match="IDX needs 1 to 255 dimensions, got 0"):
         idx.encode_idx(np.array(3, dtype=np.uint8))
+    # an empty array may claim any size: 2^32 does not fit a header's dimension, 2^32 - 1 does
+    with pytest.raises(ValueError, match=r"^IDX dimensions must fit in 32 bits, got "
+                                         r"\(4294967296, 0\)$"):
+        idx.encode_idx(np.empty((1 << 32, 0), dtype=np.uint8))
+    assert idx.encode_idx(np.empty((0xFFFFFFFF, 0), dtype=np.uint8)) == (
+        b"\x00\x00\x08\x02\xff\xff\xff\xff\x00\x00\x00\x00")
 
 
 @pytest.mark.parametrize(("data", "message"), [
@@ -128,6 +136,23 @@ def test_malformed_bytes(data: bytes, message: str) -> None:
     with pytest.raises(DatasetError) as info:
         idx.parse_idx(data, "f")
     assert str(info.value) == message
+
+
+def test_errors_without_a_source_name_say_bytes() -> None:
+    with pytest.raises(DatasetError, match=r"^<bytes>: truncated IDX file \(0 bytes"):
+        idx.parse_idx(b"")
+
+
+def test_single_byte_arrays_are_views_of_the_payload() -> None:
+    """No copy of a 47 MB image file: uint8 and int8 arrays share the payload's memory."""
+    for code in (0x08, 0x09):
+        payload = bytearray(header(code, 2, 3) + bytes(range(6)))
+        array = idx.parse_idx(payload)
+        assert np.shares_memory(array, np.frombuffer(payload, dtype=np.uint8))
+        payload[-1] = 42
+        assert array[1, 2] == 42
+    wider = bytearray(header(0x0B, 3) + bytes(6))
+    assert not np.shares_memory(idx.parse_idx(wider), np.frombuffer(wider, dtype=np.uint8))
 
 
 def test_huge_claimed_size_allocates_nothing() -> None:
@@ -188,6 +213,30 @@ def test_payload_size_cap(tmp_path: Path) -> None:
     with pytest.raises(DatasetError) as info:
         idx.read_payload(path, max_bytes=1 << 20)
     assert str(info.value) == f"{path}: payload is larger than 1048576 bytes; refusing to read it"
+
+
+def test_payload_size_cap_stops_decompressing_there(tmp_path: Path) -> None:
+    """A bomb is refused once max_bytes are out, before the rest is inflated: this one's
+    damaged trailer, 5 MB in, is never reached. A payload of exactly max_bytes is accepted,
+    and read_idx passes its limit on."""
+    path = tmp_path / "bomb.gz"
+    data = bytearray(gzip.compress(bytes(5 << 20)))
+    data[-8] ^= 0xFF  # the CRC32 in the gzip trailer
+    path.write_bytes(bytes(data))
+    with pytest.raises(DatasetError) as info:
+        idx.read_payload(path, max_bytes=1 << 20)
+    assert str(info.value) == f"{path}: payload is larger than 1048576 bytes; refusing to read it"
+    exact = tmp_path / "exact.gz"
+    idx.write_idx(exact, np.zeros(100, dtype=np.uint8))  # 4 + 4 + 100 bytes
+    assert len(idx.read_payload(exact, max_bytes=108)) == 108
+    with pytest.raises(DatasetError, match=r"payload is larger than 107 bytes"):
+        idx.read_idx(exact, max_bytes=107)
+
+
+def test_a_folder_cannot_be_read(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError) as info:
+        idx.read_idx(tmp_path)
+    assert str(info.value) == f"{tmp_path}: cannot read (Is a directory)"
 
 
 def test_missing_file(tmp_path: Path) -> None:

@@ -16,9 +16,28 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image, ImageDraw
 
-from mnist_twolayer.errors import ImageError
-from mnist_twolayer.images import image_to_mnist, load_image
-from mnist_twolayer.preparation import STROKE_WIDTH, _label, _otsu, prepare_digit, stroke_width
+from mnist_twolayer.errors import ImageError, NoDigitError
+from mnist_twolayer.images import (
+    MAX_FILE_BYTES,
+    _luminance,
+    image_to_mnist,
+    load_image,
+    save_prepared,
+)
+from mnist_twolayer.preparation import (
+    STROKE_WIDTH,
+    _adjust_strokes,
+    _as_unit_float,
+    _digit_mask,
+    _disk_filter,
+    _fit_box,
+    _in_frame,
+    _label,
+    _otsu,
+    _resize,
+    prepare_digit,
+    stroke_width,
+)
 
 GRID = np.arange(28)
 
@@ -104,6 +123,102 @@ def test_sixteen_bit_greyscale_uses_the_full_range(digit, tmp_path: Path) -> Non
     assert Image.open(path).mode.startswith("I")
     assert load_image(path).max() == pytest.approx(1.0)
     np.testing.assert_allclose(image_to_mnist(path), reference(digit, tmp_path), atol=1e-5)
+
+
+def test_every_mode_becomes_grey_in_0_1_with_transparency_on_white() -> None:
+    """Transparent black, opaque black and opaque white, in each mode with an alpha channel
+    (straight, premultiplied, palette) or a transparent palette entry: 1, 0, 1. 8-bit grey
+    divides by 255, 16-bit by 65535, and 32-bit integers are clipped into that range."""
+    rgba = Image.fromarray(np.array([[[0, 0, 0, 0], [0, 0, 0, 255], [255, 255, 255, 255]]],
+                                    dtype=np.uint8))
+    pa = Image.new("PA", (3, 1))
+    pa.putpalette([0, 0, 0, 255, 255, 255])
+    for x, pixel in enumerate([(0, 0), (0, 255), (1, 255)]):
+        pa.putpixel((x, 0), pixel)
+    palette = Image.new("P", (3, 1))
+    palette.putpalette([0, 0, 0, 0, 0, 0, 255, 255, 255])
+    for x in range(3):
+        palette.putpixel((x, 0), x)
+    palette.info["transparency"] = 0
+    for im in (rgba, rgba.convert("RGBa"), rgba.convert("LA"), pa, palette):
+        out = _luminance(im)
+        assert out.dtype == np.float32
+        np.testing.assert_array_equal(out, [[1.0, 0.0, 1.0]], err_msg=im.mode)
+    grey = _luminance(Image.fromarray(np.array([[0, 51, 255]], dtype=np.uint8)))
+    assert grey.dtype == np.float32
+    np.testing.assert_array_equal(grey, [[0.0, np.float32(51) / np.float32(255), 1.0]])
+    deep = _luminance(Image.fromarray(np.array([[0, 13107, 65535]], dtype=np.uint16)))
+    assert deep.dtype == np.float32
+    np.testing.assert_array_equal(deep, np.float32([[0.0, 0.2, 1.0]]))  # 13107 = 65535 / 5
+    wide = Image.fromarray(np.array([[70000, -5, 13107, 65535]], dtype=np.int32))
+    assert wide.mode == "I"
+    np.testing.assert_array_equal(_luminance(wide), np.float32([[1.0, 0.0, 0.2, 1.0]]))
+
+
+def test_image_bytes_are_prepared_like_the_file(digit, tmp_path: Path) -> None:
+    """The digit pad's uploads: the same input as from the file, errors named "image" unless
+    a name is given."""
+    path = tmp_path / "digit.png"
+    user_picture(digit).save(path)
+    np.testing.assert_array_equal(image_to_mnist(path.read_bytes()), image_to_mnist(path))
+    with pytest.raises(ImageError) as info:
+        image_to_mnist(b"not a picture")
+    assert str(info.value) == "image: not an image (expected PNG or JPEG)"
+    with pytest.raises(ImageError) as info:
+        image_to_mnist(b"not a picture", name="upload")
+    assert str(info.value) == "upload: not an image (expected PNG or JPEG)"
+    Image.new("L", (40, 40), 200).save(tmp_path / "blank.png")
+    with pytest.raises(NoDigitError) as info:
+        image_to_mnist((tmp_path / "blank.png").read_bytes())
+    assert str(info.value) == ("image: no digit found: the image is blank (no ink on the "
+                               "background)")
+    # the limits a file has on disk, in memory
+    for data, message in [(b"", "image: empty (0 bytes), not an image"),
+                          (bytes(MAX_FILE_BYTES), "image: not an image (expected PNG or JPEG)"),
+                          (bytes(MAX_FILE_BYTES + 1),
+                           "image: 50.0 MB, more than the 50 MB allowed for an image")]:
+        with pytest.raises(ImageError) as info:
+            image_to_mnist(data)
+        assert str(info.value) == message
+
+
+def test_save_prepared_writes_the_grey_levels_as_an_8_bit_png(tmp_path: Path) -> None:
+    """What the network saw, as a picture: levels rounded to 0..255, anything outside [0, 1]
+    clipped, flat or 28x28 alike, written atomically."""
+    digit = np.zeros(784)
+    digit[:6] = [-0.5, 0.0, 0.2, 0.5, 1.0, 1.5]
+    path = save_prepared(digit, tmp_path / "seen.png")
+    assert path == tmp_path / "seen.png"
+    assert [p.name for p in tmp_path.iterdir()] == ["seen.png"]  # no temporary left
+    with Image.open(path) as im:
+        assert (im.format, im.mode, im.size) == ("PNG", "L", (28, 28))
+        pixels = np.asarray(im)
+    np.testing.assert_array_equal(pixels[0, :6], [0, 0, 51, 128, 255, 255])  # 127.5 -> 128
+    assert not pixels.ravel()[6:].any()
+    save_prepared(digit.reshape(28, 28), tmp_path / "square.png")
+    assert (tmp_path / "square.png").read_bytes() == path.read_bytes()
+    # float32 0.5 / 255 is a little above half a level (0.50000002 of it): 1, where float32
+    # arithmetic would round it to 0.5 and then to even, 0
+    small = np.zeros(784, dtype=np.float32)
+    small[0] = 0.5 / 255
+    with Image.open(save_prepared(small, tmp_path / "small.png")) as im:
+        assert np.asarray(im)[0, 0] == 1
+
+
+def test_unreadable_files_say_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "a.png"
+    path.write_bytes(b"x")
+    with pytest.raises(ImageError) as info:
+        load_image(path / "b.png")
+    assert str(info.value) == f"{path / 'b.png'}: cannot read the file (Not a directory)"
+
+    def denied(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Image, "open", denied)  # root reads any file: the refusal is injected
+    with pytest.raises(ImageError) as info:
+        load_image(path)
+    assert str(info.value) == f"{path}: cannot read the file (Permission denied)"
 
 
 def test_palette_image(digit, tmp_path: Path) -> None:
@@ -194,8 +309,24 @@ def test_gray_paper_background_is_removed() -> None:
 def test_prepare_digit_refuses_nonsense_arrays() -> None:
     with pytest.raises(ValueError, match="2-D greyscale"):
         prepare_digit(np.zeros((28, 28, 3)))
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ValueError, match="^prepare_digit got NaN or infinite pixel values$"):
         prepare_digit(np.full((28, 28), np.nan))
+
+
+def test_pixels_become_float32_in_0_1() -> None:
+    """Floats are clipped into [0, 1]; integers are divided by their type's maximum."""
+    floats = _as_unit_float(np.array([[-0.5, 0.25, 1.5]]))
+    assert floats.dtype == np.float32
+    np.testing.assert_array_equal(floats, [[0.0, 0.25, 1.0]])
+    ints = _as_unit_float(np.array([[0, 13107, 65535]], dtype=np.uint16))
+    assert ints.dtype == np.float32
+    np.testing.assert_array_equal(ints, np.float32([[0.0, 0.2, 1.0]]))
+
+
+def test_fit_box_brings_the_faintest_digit_to_full_ink() -> None:
+    """A one-pixel diagonal 80 long, averaged down to 20: each 4 x 4 block holds 4 of its
+    pixels (0.25), raised to 1 as a solid MNIST stroke."""
+    np.testing.assert_array_equal(_fit_box(np.eye(80, dtype=bool), 20), np.eye(20))
 
 
 @settings(max_examples=60, deadline=None)
@@ -245,6 +376,13 @@ BAD_FILES = {
                     "decode it"),
     "over_limit": (lambda tmp: png_claiming(8000, 7000),
                    "{path}: image is 8000x7000 pixels (56 MP), more than the 50 MP allowed"),
+    # 60.500010 MP is rounded to 61 MP
+    "over_limit_rounded": (lambda tmp: png_claiming(7305, 8282),
+                           "{path}: image is 7305x8282 pixels (61 MP), more than the 50 MP "
+                           "allowed"),
+    # exactly 50 MP is allowed: decoded, and then the missing data is found
+    "at_limit": (lambda tmp: png_claiming(10000, 5000),
+                 "{path}: the image data is truncated or damaged"),
     "blank": (lambda tmp: _png_bytes(np.full((50, 50), 180, np.uint8), tmp),
               "{path}: no digit found: the image is blank (no ink on the background)"),
 }
@@ -285,6 +423,11 @@ def test_file_too_large_on_disk_is_refused_unread(tmp_path: Path) -> None:
     with pytest.raises(ImageError) as info:
         load_image(path)
     assert str(info.value) == f"{path}: file is 60.0 MB, more than the 50 MB allowed for an image"
+    with open(path, "wb") as handle:
+        handle.truncate(MAX_FILE_BYTES)  # exactly the limit: read, and found to be no image
+    with pytest.raises(ImageError) as info:
+        load_image(path)
+    assert str(info.value) == f"{path}: not an image (expected PNG or JPEG)"
 
 
 def test_formats_outside_the_list_are_not_tried(digit, tmp_path: Path) -> None:
@@ -440,6 +583,90 @@ def test_otsu_threshold_is_the_middle_between_two_levels() -> None:
     values = np.concatenate([np.full(700, 0.2), np.full(300, 0.8)])
     # Every level from bin 51 (0.2) to bin 204 (0.8) separates them equally well: the middle.
     assert _otsu(values) == 0.5
+
+
+def ink_blocks(blocks: list[tuple[int, ...]], shape: tuple[int, int] = (400, 400)) -> np.ndarray:
+    """Ink strength 0 with rectangles (top, left, height, width[, level]) of ink (1 unless a
+    level is given)."""
+    ink = np.zeros(shape, np.float32)
+    for top, left, h, w, *level in blocks:
+        ink[top:top + h, left:left + w] = level[0] if level else 1.0
+    return ink
+
+
+def test_digit_mask_keeps_the_pieces_near_the_digit_and_drops_the_rest() -> None:
+    """The bar (100 x 10, stroke width 9.1, so pieces within 9 pixels touch it) is the digit.
+    Four large pieces (200 pixels, >= 15% of its ink) 31 pixels off above, below, left and
+    right join it: within half its size (100). A 4x4 piece whose corner is 9 rows and 9
+    columns off the bar's corner touches it (>= 1% of its ink); another 12 columns off is
+    neither touching nor large. Three large pieces beyond half the size of the digit that
+    grew to 180 x 90 stay out; one of them (1200 pixels of ink 0.7) has more pixels than the
+    bar but less ink. Transposed, the same holds across."""
+    bar = (150, 195, 100, 10)
+    large = [(110, 190, 10, 20), (280, 190, 10, 20), (160, 155, 20, 10), (200, 235, 20, 10)]
+    corner = (258, 213, 4, 4)
+    ink = ink_blocks([bar, *large, corner, (150, 216, 4, 4),  # gap 12, 16 pixels
+                      (0, 190, 10, 20), (160, 30, 20, 10), (330, 340, 60, 20, 0.7)])
+    assert _otsu(ink) < 0.7  # every piece is ink
+    expected = ink_blocks([bar, *large, corner])[110:290, 155:245] > 0
+    np.testing.assert_array_equal(_digit_mask(ink), expected)
+    np.testing.assert_array_equal(_digit_mask(np.ascontiguousarray(ink.T)), expected.T)
+
+
+@pytest.mark.parametrize(("bridge", "high", "joined"), [(0.25, 0.625, False),
+                                                        (0.33203125, 0.6640625, True)])
+def test_faint_ink_links_pieces_from_half_the_threshold_up(bridge, high, joined) -> None:
+    """A bar (100 x 10) and a large piece 60 pixels off (beyond half the bar's size) are
+    linked by a one-pixel line of faint ink: it joins them into one component when it is at
+    least half of Otsu's threshold (hysteresis), else the piece stays out."""
+    ink = ink_blocks([(50, 40, 100, 10), (90, 110, 20, 20)], shape=(200, 200))
+    ink[100, 50:110] = bridge
+    assert _otsu(ink) == high  # the bridge's level is half of it in the second case, exactly
+    expected = ink_blocks([(50, 40, 100, 10), (90, 110, 20, 20)] if joined
+                          else [(50, 40, 100, 10)], shape=(200, 200)) > 0
+    expected = expected[50:150, 40:130 if joined else 50]
+    np.testing.assert_array_equal(_digit_mask(ink), expected)  # the faint line itself is not ink
+
+
+def test_strokes_are_thickened_or_thinned_into_mnist_s_range() -> None:
+    """Stroke width 0.98 (a one-pixel line): grown by ceil((5.6 - 0.98) / 2) = 3. Width 12 (a
+    24-pixel square): shrunk by ceil((12 - 10.9) / 2) = 1. Width 50: by 12, a quarter of it,
+    not the 20 that would reach 10.9 (a hairline of a contrasting font must survive)."""
+    line = np.zeros((60, 60), dtype=bool)
+    line[5:55, 30] = True
+    np.testing.assert_array_equal(_adjust_strokes(line), _disk_filter(line, 3, grow=True))
+    for side, radius in ((24, 1), (100, 12)):
+        square = np.zeros((side + 20, side + 20), dtype=bool)
+        square[10:10 + side, 10:10 + side] = True
+        np.testing.assert_array_equal(_adjust_strokes(square),
+                                      _disk_filter(square, radius, grow=False))
+    medium = np.zeros((40, 40), dtype=bool)
+    medium[5:35, 15:22] = True  # width 2 * 210 / 74 = 5.7: in range, left alone
+    assert _adjust_strokes(medium) is medium
+
+
+def test_in_frame_widens_strokes_that_shrinking_would_lose() -> None:
+    """Two one-pixel lines 400 long: the frame (80 pixels) shrinks them by 5, to 0.2 pixel,
+    so they are first grown by ceil((2 / 0.2 - 1.0) / 2) = 5 (11 pixels, 2.2 after
+    shrinking); then averaged down, thresholded at half and given a 20-pixel margin."""
+    mask = np.zeros((400, 80), dtype=bool)
+    mask[:, 21] = mask[:, 62] = True  # different places in the 5-pixel boxes shrinking averages
+    assert not (_resize(mask, 80, 16) >= 0.5).any()  # lost without the widening
+    expected = np.pad(_resize(_disk_filter(mask, 5, grow=True), 80, 16) >= 0.5, 20)
+    np.testing.assert_array_equal(_in_frame(mask), expected)
+    assert expected.shape == (120, 56) and expected.any(axis=0).sum() == 5
+
+
+def test_disk_filter_grows_and_shrinks_by_a_disk() -> None:
+    dot = np.zeros((7, 7), dtype=bool)
+    dot[3, 3] = True
+    plus = np.zeros((7, 7), dtype=bool)
+    plus[3, 2:5] = plus[2:5, 3] = True
+    np.testing.assert_array_equal(_disk_filter(dot, 1, grow=True), plus)
+    yy, xx = np.mgrid[-3:4, -3:4]
+    np.testing.assert_array_equal(_disk_filter(dot, 2, grow=True), yy**2 + xx**2 <= 4)
+    np.testing.assert_array_equal(_disk_filter(plus, 1, grow=False), dot)
+    np.testing.assert_array_equal(_disk_filter(plus, 0, grow=True), plus)
 
 
 def flood_fill_components(mask: np.ndarray) -> list[set[tuple[int, int]]]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from tolerances import (
     EPS64,
+    LIBM_REL,
     SIGMOID_D2,
     SIGMOID_D3,
     assert_within,
@@ -139,6 +142,41 @@ def test_softmax_with_loss_forward_and_backward():
                   + (probs_rel + shift) * probs / 5 + gamma(4) * np.abs(dx))
 
 
+def test_softmax_with_loss_shifts_each_row_by_its_own_max():
+    """Scores near +1000 and -1000 in one batch: shifted by the batch's max instead of each
+    row's, the second row's exps all underflow and its loss is infinite."""
+    x = np.array([[1000.0, 1001.0, 1002.0], [-1000.0, -1001.0, -1002.0]])
+    layer = SoftmaxWithLoss()
+    lse = math.log(1 + math.exp(-1) + math.exp(-2))
+    # both rows: shifted (exact) to 0, -1, -2 with the label at 0; the exps, their sum, the
+    # log, on each side, and the two-sample mean (gamma_2)
+    bound = (numpy_rel("exp") + LIBM_REL + 2 * gamma(2)
+             + (numpy_rel("log") + LIBM_REL + gamma(2)) * lse)
+    assert layer.forward(x, np.array([2, 0])) == pytest.approx(lse, rel=0, abs=bound)
+    e = np.exp([-2.0, -1.0, 0.0])
+    p = e / e.sum()
+    probs = np.array([p, p[::-1]])
+    onehot = np.array([[0, 0, 1], [1, 0, 0]])
+    # as in the test above: p's error on each side (exps, the sum, the divide), then p - t
+    probs_rel = 2 * numpy_rel("exp") + gamma(4)
+    assert_within(layer.backward(), (probs - onehot) / 2,
+                  (2 * probs_rel * probs + 2 * gamma(3) * np.abs(probs - onehot)) / 2)
+
+
+def test_softmax_with_loss_of_float32_scores_is_float32_arithmetic():
+    """float32 in, float32 throughout: the mean loss of 4 samples (the division by 4 is exact
+    in any dtype) is a float32 number. 2^-30 - 1 is not one (it needs 31 bits), so a shift or
+    a sum done in float64 would show in the loss."""
+    x = np.tile(np.array([2.0**-30, 1.0, 0.5], dtype=np.float32), (4, 1))
+    loss = SoftmaxWithLoss().forward(x, np.zeros(4, dtype=np.uint8))
+    assert float(np.float32(loss)) == loss
+    # against float64: shifted by -1 (the float32 rounding of 2^-30 - 1), log(1 + e^-1 +
+    # e^-0.5): exp and log in float32, 3 additions and the subtraction, and the reference's
+    assert loss == pytest.approx(1 + math.log(math.exp(-1) + 1 + math.exp(-0.5)), rel=(
+        numpy_rel("exp", np.float32) + numpy_rel("log", np.float32) + gamma(4, np.float32)
+        + 2 * LIBM_REL))
+
+
 def test_softmax_with_loss_rejects_targets_of_the_wrong_shape():
     with pytest.raises(ValueError, match="class indices"):
         SoftmaxWithLoss().forward(np.zeros((3, 4)), np.eye(4)[[0, 1, 2]])
@@ -166,3 +204,27 @@ def test_buffers_are_reused_for_the_same_batch_size_and_replaced_for_another():
     assert layer.forward(2 * np.ones((4, 3))) is first  # overwritten, as documented
     np.testing.assert_array_equal(first, np.full((4, 2), 6.0))
     assert layer.forward(np.ones((7, 3))) is not first
+
+
+def test_every_layer_writes_into_the_same_arrays_on_the_next_step():
+    """A training step allocates almost nothing: with the same shapes, every array a layer
+    returns or keeps (outputs, masks, gradients) is the one of the step before, overwritten."""
+    x = rng.standard_normal((4, 3))
+    t = np.array([0, 1, 2, 0])
+    affine1 = Affine(rng.standard_normal((3, 5)), np.zeros(5))
+    sigmoid, relu = Sigmoid(), Relu()
+    affine2 = Affine(rng.standard_normal((5, 3)), np.zeros(3))
+    last = SoftmaxWithLoss()
+
+    def step() -> list[np.ndarray]:
+        hidden = relu.forward(sigmoid.forward(affine1.forward(x)))
+        last.forward(affine2.forward(hidden), t)
+        dx = affine1.backward(sigmoid.backward(relu.backward(affine2.backward(last.backward()))))
+        assert dx is affine1.dx
+        return [affine1.out, sigmoid.out, relu.mask, relu.out, affine2.out, last._shifted,
+                last.y, last.dx, affine2.dx, affine2.dW, affine2.db, relu.dx, sigmoid.dx,
+                affine1.dx, affine1.dW, affine1.db]
+
+    first = step()
+    second = step()
+    assert [a is b for a, b in zip(first, second, strict=True)] == [True] * len(first)

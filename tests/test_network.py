@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +22,7 @@ from mnist_twolayer.functions import softmax, softmax_cross_entropy
 from mnist_twolayer.gradcheck import relative_error
 from mnist_twolayer.gradient import two_layer_numerical_gradient
 from mnist_twolayer.network import PARAM_NAMES as PARAMS
-from mnist_twolayer.network import TwoLayerNet
+from mnist_twolayer.network import TwoLayerNet, check_net_settings, find_model
 
 
 @pytest.fixture(scope="module")
@@ -97,14 +99,63 @@ def test_init_scales(init, std1, std2):
     assert net.params["W2"].std() == pytest.approx(std2, rel=0.1, abs=0)
 
 
-@pytest.mark.parametrize("kwargs", [{"init": "uniform"}, {"dtype": np.int32},
-                                    {"dtype": np.float16}, {"hidden_size": 0},
-                                    {"hidden_size": -1}, {"input_size": 2.5},
-                                    {"activation": "tanh"}, {"activation": "ReLU"}])
-def test_bad_settings_are_config_errors(kwargs):
+BAD_SETTINGS = [
+    ({"init": "uniform"}, "unknown init 'uniform'; choose one of normal, xavier, he"),
+    ({"dtype": np.int32}, "dtype must be float32 or float64, not int32"),
+    ({"dtype": np.float16}, "dtype must be float32 or float64, not float16"),
+    ({"dtype": "banana"}, "dtype must be float32 or float64, not 'banana'"),
+    ({"hidden_size": 0}, "hidden_size must be a positive integer, not 0"),
+    ({"hidden_size": -1}, "hidden_size must be a positive integer, not -1"),
+    ({"hidden_size": True}, "hidden_size must be a positive integer, not True"),
+    ({"input_size": 2.5}, "input_size must be a positive integer, not 2.5"),
+    ({"output_size": 0}, "output_size must be a positive integer, not 0"),
+    ({"activation": "tanh"}, "unknown activation 'tanh'; choose one of sigmoid, relu"),
+    ({"activation": "ReLU"}, "unknown activation 'ReLU'; choose one of sigmoid, relu"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), BAD_SETTINGS)
+def test_bad_settings_are_config_errors(kwargs, message):
     args = {"input_size": 4, "hidden_size": 3, "output_size": 2, **kwargs}
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError) as info:
         TwoLayerNet(**args)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(("kwargs", "message"),
+                         [case for case in BAD_SETTINGS
+                          if set(case[0]) <= {"hidden_size", "init", "dtype"}])
+def test_check_net_settings_refuses_what_the_net_would(kwargs, message):
+    """TrainConfig checks a run's net settings here before any data loads."""
+    args = {"hidden_size": 50, "init": "normal", "dtype": "float32", **kwargs}
+    with pytest.raises(ConfigError) as info:
+        check_net_settings(**args)
+    assert str(info.value) == message
+    check_net_settings(50, "he", np.float64)  # and lets good ones through
+
+
+def test_find_model_takes_a_file_a_run_folder_or_the_newest_run(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    for name, mtime in (("a", 300), ("b", 100), ("c", 300), ("e", 200)):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "model.npz").write_bytes(b"")
+        os.utime(runs / name / "model.npz", (mtime, mtime))
+    (runs / "d").mkdir()  # a run that never finished
+    (runs / "f" / "model.npz").mkdir(parents=True)  # a folder, however new, is no model
+    # the newest (not the last name, e); of two equally new ones the later name
+    assert find_model(None, runs) == runs / "c" / "model.npz"
+    monkeypatch.chdir(tmp_path)
+    assert find_model(None) == Path("runs", "c", "model.npz")  # ./runs by default
+    assert find_model(runs / "c", runs) == runs / "c" / "model.npz"
+    assert find_model(tmp_path / "x.npz", runs) == tmp_path / "x.npz"  # a file, as given
+    with pytest.raises(ConfigError) as info:
+        find_model(runs / "d", runs)
+    assert str(info.value) == (f"{runs / 'd'} holds no model.npz; give a model.npz or the "
+                               f"folder of a finished run")
+    with pytest.raises(ConfigError) as info:
+        find_model(None, tmp_path / "none")
+    assert str(info.value) == (f"no model given and no {tmp_path / 'none'}/*/model.npz here; "
+                               f"train first: python -m mnist_twolayer train")
 
 
 # --- forward ---
@@ -132,6 +183,25 @@ def test_predict_loss_accuracy_and_evaluate_agree(mnist):
         mean_loss, acc = net.evaluate(x, t, batch_size=chunk)
         assert mean_loss == pytest.approx(loss, rel=0, abs=2 * bounds.loss)
         assert acc == accuracy
+
+
+def test_evaluate_works_in_chunks_of_10000_by_default(mnist):
+    """10001 samples: a chunk of 10000 and one of 1, the very sums of batch_size=10000."""
+    (x_train, t_train), _ = mnist
+    net = TwoLayerNet(784, 20, 10, seed=0)
+    x, t = x_train[:10001], t_train[:10001]
+    assert net.evaluate(x, t) == net.evaluate(x, t, batch_size=10000)
+
+
+def test_evaluate_on_one_sample_and_what_it_refuses():
+    net = TwoLayerNet(4, 3, 2, seed=0)
+    x, t = np.array([[0.5, 0.0, 1.0, 0.25]]), np.array([1])
+    # one chunk of one sample: the same sums as loss and accuracy
+    assert net.evaluate(x, t) == (net.loss(x, t), net.accuracy(x, t))
+    with pytest.raises(ValueError, match="^cannot evaluate on an empty data set$"):
+        net.evaluate(x[:0], t[:0])
+    with pytest.raises(ConfigError, match="^batch_size must be a positive integer, not 0$"):
+        net.evaluate(x, t, batch_size=0)
 
 
 def test_relu_forward_is_max_0_between_the_affine_layers(batch100):
@@ -192,9 +262,11 @@ def test_bad_inputs_are_value_errors():
         net.loss(np.zeros((4, 6)), np.array([0, 1]))
     with pytest.raises(ValueError, match="class indices"):
         net.loss(np.zeros((2, 6)), np.array([0.0, 1.0]))
-    with pytest.raises(ConfigError, match="method"):
+    with pytest.raises(ConfigError, match="^unknown gradient method 'finite'; choose one of "
+                                          "backprop, autograd, numerical$"):
         net.gradient(np.zeros((2, 6)), np.array([0, 1]), method="finite")
-    with pytest.raises(ConfigError, match="method"):
+    with pytest.raises(ConfigError, match="^unknown numerical method 'loop'; choose one of "
+                                          "nditer, vectorized$"):
         net.numerical_gradient(np.zeros((2, 6)), np.array([0, 1]), method="loop")
     with pytest.raises(ConfigError, match="order must be one of 2, 4, not 3"):
         net.numerical_gradient(np.zeros((2, 6)), np.array([0, 1]), order=3)
@@ -228,6 +300,26 @@ def test_backprop_buffers_are_reused_but_gradient_returns_copies(batch100):
     net.gradient(x[50:], t[50:])
     assert not np.array_equal(kept["W1"], net.gradient(x[50:], t[50:])["W1"])
     assert kept["W1"] is not net.layers["Affine1"].dW
+    # the first layer's input is the data: no one needs its gradient, so none is computed
+    assert net.layers["Affine1"].dx is None
+
+
+def test_the_layer_stack_holds_the_nets_own_parameters():
+    """As in the book, the layers work on the arrays in params, so a layer used directly
+    computes with the net's weights."""
+    net = TwoLayerNet(6, 4, 3, seed=0)
+    assert net.layers["Affine1"].W is net.params["W1"] and net.layers["Affine1"].b is \
+        net.params["b1"]
+    assert net.layers["Affine2"].W is net.params["W2"] and net.layers["Affine2"].b is \
+        net.params["b2"]
+
+
+def test_numerical_gradient_steps_by_1e_4_by_default(batch100):
+    net = TwoLayerNet(784, 5, 10, seed=0)
+    x, t = batch100[0][:3], batch100[1][:3]
+    default = net.numerical_gradient(x, t)
+    for name, grad in net.numerical_gradient(x, t, h=1e-4).items():
+        np.testing.assert_array_equal(default[name], grad)  # the same computation, bit for bit
 
 
 def test_backprop_sees_replaced_parameters(batch100):
@@ -442,15 +534,19 @@ def write(tmp_path, arrays: dict[str, np.ndarray], allow_pickle: bool = False):
     (lambda a: a.update(b2=np.array([1.0, np.inf, 0.0])), "b2 contains NaN or infinite"),
     (lambda a: a.update(format_version=np.array(3)),
      "format version 3 is not supported \\(this version reads 1 to 2\\)"),
+    (lambda a: [a.pop(key) for key in ("b1", "W2")], "missing b1, W2;"),
     (lambda a: a.update(format_version=np.array(2)) or a.pop("activation"),
-     "missing activation"),
-    (lambda a: a.update(activation=np.array("tanh")), "activation 'tanh' is not one of sigmoid"),
+     ": missing activation;"),
+    (lambda a: a.update(activation=np.array("tanh")),
+     "activation 'tanh' is not one of sigmoid, relu;"),
     (lambda a: a.update(activation=np.array(["relu"])), "activation"),
     (lambda a: a.update(format_version=np.array("1")), "format_version is not an integer"),
     (lambda a: a.update(sizes=np.array([6, 4])), "sizes must be 3 positive integers"),
+    (lambda a: a.update(sizes=np.array([6, 0, 3])),
+     r"sizes must be 3 positive integers, got array\(\[6, 0, 3\]\)"),
     (lambda a: a.update(dtype=np.array("float16")), "'float16' is not float32 or float64"),
     (lambda a: a.update(metadata=np.array("{not json")), "metadata is not valid JSON"),
-    (lambda a: a.update(metadata=np.array("[1, 2]")), "metadata is not a JSON object"),
+    (lambda a: a.update(metadata=np.array("[1, 2]")), ": metadata is not a JSON object;"),
 ])
 def test_load_names_what_is_wrong(tmp_path, change, message):
     arrays = saved_arrays(tmp_path)
@@ -459,6 +555,29 @@ def test_load_names_what_is_wrong(tmp_path, change, message):
     with pytest.raises(CheckpointError, match=message) as info:
         TwoLayerNet.load(path)
     assert str(path) in str(info.value)
+
+
+def test_a_net_of_size_1_everywhere_round_trips(tmp_path):
+    net = TwoLayerNet(1, 1, 1, seed=0)
+    net.save(tmp_path / "m.npz")
+    loaded = TwoLayerNet.load(tmp_path / "m.npz")
+    for name in PARAMS:
+        np.testing.assert_array_equal(loaded.params[name], net.params[name])
+
+
+def test_load_of_a_single_npy_says_it_is_not_a_saved_model(tmp_path):
+    path = tmp_path / "w.npz"
+    path.write_bytes(_npy(np.zeros(3)))
+    with pytest.raises(CheckpointError) as info:
+        TwoLayerNet.load(path)
+    assert str(info.value) == f"{path}: holds a single .npy array, not a saved model (.npz)"
+
+
+def test_save_logs_what_it_wrote(tmp_path, caplog):
+    with caplog.at_level("INFO", logger="mnist_twolayer.network"):
+        TwoLayerNet(4, 3, 2, seed=0).save(tmp_path / "m.npz")
+    assert caplog.messages == [f"saved TwoLayerNet(4, 3, 2, activation='sigmoid', "
+                               f"dtype=float64) to {tmp_path / 'm.npz'}"]
 
 
 def test_load_refuses_object_arrays(tmp_path):

@@ -9,7 +9,13 @@ import pytest
 from tolerances import EPS64, LIBM_REL, gamma
 
 from mnist_twolayer.errors import ConfigError
-from mnist_twolayer.optim import OPTIMIZERS, SGD, make_optimizer, make_schedule
+from mnist_twolayer.optim import (
+    OPTIMIZERS,
+    SGD,
+    check_optimizer_settings,
+    make_optimizer,
+    make_schedule,
+)
 
 
 def _params() -> dict[str, np.ndarray]:
@@ -368,3 +374,119 @@ def test_bad_optimizer_settings_are_config_errors(name, settings, message):
     with pytest.raises(ConfigError) as info:
         make_optimizer(name, 0.01, settings=settings)
     assert str(info.value) == message
+
+
+DEFAULT_STATE = {"sgd": {"lr": 0.01, "momentum": 0.0, "nesterov": False},
+                 "momentum": {"lr": 0.01, "momentum": 0.9, "nesterov": False},
+                 "nesterov": {"lr": 0.01, "momentum": 0.9, "nesterov": True},
+                 "adagrad": {"lr": 0.01, "eps": 1e-10},
+                 "rmsprop": {"lr": 0.01, "decay_rate": 0.99, "eps": 1e-8},
+                 "adam": {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}}
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_an_optimizer_built_with_no_arguments_holds_its_defaults(name):
+    """What the constructor stores, not what its signature says (the signature and the body
+    can disagree): the defaults, no weight decay, decay on the two weight matrices, no steps."""
+    optimizer = OPTIMIZERS[name]()
+    for key, value in DEFAULT_STATE[name].items():
+        assert getattr(optimizer, key) == value, key
+        assert type(getattr(optimizer, key)) is type(value), key
+    assert optimizer.weight_decay == 0.0 and optimizer.decay_keys == ("W1", "W2")
+    assert optimizer.steps == 0
+    assert optimizer.state == {group: {} for group in optimizer.groups}
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_every_optimizer_decays_the_keys_it_is_given(name):
+    """decay_keys reaches the update: decay on b1 alone moves b1 and leaves W1 (zero
+    gradients)."""
+    params = {"W1": np.array([1.0, -2.0]), "b1": np.array([0.5, -0.5])}
+    zero = {key: np.zeros_like(value) for key, value in params.items()}
+    OPTIMIZERS[name](0.1, weight_decay=0.5, decay_keys=("b1",)).update(params, zero)
+    np.testing.assert_array_equal(params["W1"], [1.0, -2.0])
+    assert np.all(np.abs(params["b1"]) < 0.5)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+@pytest.mark.parametrize("weight_decay", [-0.5, math.inf, math.nan])
+def test_every_constructor_and_check_refuse_a_bad_weight_decay(name, weight_decay):
+    with pytest.raises(ConfigError) as info:
+        OPTIMIZERS[name](0.01, weight_decay=weight_decay)
+    assert str(info.value) == f"weight decay must be >= 0, got {weight_decay}"
+    with pytest.raises(ConfigError) as info:
+        OPTIMIZERS[name].check(0.01, weight_decay)
+    assert str(info.value) == f"weight decay must be >= 0, got {weight_decay}"
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+@pytest.mark.parametrize("lr", [0.0, -0.1, math.inf, math.nan])
+def test_every_constructor_and_check_refuse_a_bad_learning_rate(name, lr):
+    message = f"learning rate must be a positive number, got {lr}"
+    with pytest.raises(ConfigError) as info:
+        OPTIMIZERS[name](lr)
+    assert str(info.value) == message
+    with pytest.raises(ConfigError) as info:
+        OPTIMIZERS[name].check(lr)
+    assert str(info.value) == message
+
+
+def test_the_base_check_refuses_a_bad_learning_rate_or_weight_decay():
+    """Optimizer.check, what an optimizer without settings of its own inherits."""
+    from mnist_twolayer.optim import Optimizer
+
+    Optimizer.check(0.5)
+    Optimizer.check(0.5, 0.0, momentum=3.0)  # others' settings are not its business
+    with pytest.raises(ConfigError, match=r"^learning rate must be a positive number, got 0$"):
+        Optimizer.check(0)
+    with pytest.raises(ConfigError, match=r"^weight decay must be >= 0, got -1$"):
+        Optimizer.check(0.5, -1)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_each_check_accepts_a_learning_rate_alone(name):
+    """Its own defaults for the rest pass its own check (and need not be given)."""
+    assert OPTIMIZERS[name].check(0.5) is None
+
+
+@pytest.mark.parametrize("cls_name, settings, message", [
+    ("sgd", {"momentum": 1.0}, "momentum must be in [0, 1), got 1.0"),
+    ("sgd", {"momentum": 0.0, "nesterov": True},
+     "Nesterov momentum needs --momentum greater than 0"),
+    ("momentum", {"momentum": -0.25}, "momentum must be in [0, 1), got -0.25"),
+    ("nesterov", {"momentum": 1.5}, "momentum must be in [0, 1), got 1.5"),
+    ("nesterov", {"momentum": 0.0}, "Nesterov momentum needs --momentum greater than 0"),
+    ("adagrad", {"eps": 0.0}, "eps must be a positive number, got 0.0"),
+    ("adagrad", {"eps": math.inf}, "eps must be a positive number, got inf"),
+    ("rmsprop", {"decay_rate": -0.1}, "decay rate must be in [0, 1), got -0.1"),
+    ("rmsprop", {"eps": -1e-8}, "eps must be a positive number, got -1e-08"),
+    ("adam", {"beta1": -0.1}, "beta1 must be in [0, 1), got -0.1"),
+    ("adam", {"beta2": 1.0}, "beta2 must be in [0, 1), got 1.0"),
+    ("adam", {"eps": math.nan}, "eps must be a positive number, got nan"),
+])
+def test_each_constructor_and_check_refuse_its_own_bad_settings(cls_name, settings, message):
+    cls = OPTIMIZERS[cls_name]
+    with pytest.raises(ConfigError) as info:
+        cls(0.01, **settings)
+    assert str(info.value) == message
+    with pytest.raises(ConfigError) as info:
+        cls.check(0.01, **settings)
+    assert str(info.value) == message
+    if set(settings) <= set(cls.settings):  # what TrainConfig can pass it (sgd: nothing)
+        with pytest.raises(ConfigError) as info:
+            check_optimizer_settings(cls_name, 0.01, 0.0, settings)
+        assert str(info.value) == message
+
+
+def test_state_loaded_without_a_step_count_starts_adams_count_at_zero():
+    """load_state_dict's steps default: a state taken over with no count is a fresh start of
+    the bias correction (t = 1 at the next update)."""
+    a = make_optimizer("adam", 0.01)
+    params = {"W1": np.array([1.0, -2.0])}
+    a.update(params, {"W1": np.array([0.5, 0.25])})
+    b = make_optimizer("adam", 0.01)
+    b.load_state_dict(a.state_dict())
+    assert b.steps == 0
+    np.testing.assert_array_equal(b.state["adam_m"]["W1"], a.state["adam_m"]["W1"])
+    b.load_state_dict(a.state_dict(), steps=7)
+    assert b.steps == 7

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from faults_support import kill_when, no_figures, one_error_line
+from faults_support import interrupt_at, kill_when, no_figures, one_error_line
 
 from mnist_twolayer import cli, fileio, run_folder
 from mnist_twolayer.checkpoint import read_checkpoint
@@ -69,20 +69,6 @@ def whole_run(mini_env: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("runs") / "whole"
     Trainer(small_config(), run_dir, data_dir=mini_env).run()
     return run_dir
-
-
-def interrupt_at(trainer: Trainer, call: int, signum: int) -> None:
-    """Send ``signum`` to this process during the ``call``-th gradient of ``trainer``."""
-    original = trainer.net.loss_and_gradient
-    calls = {"n": 0}
-
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] == call:
-            os.kill(os.getpid(), signum)
-        return original(*args, **kwargs)
-
-    trainer.net.loss_and_gradient = wrapped
 
 
 _RNG = np.random.default_rng(20240606)

@@ -490,3 +490,18 @@ def test_state_loaded_without_a_step_count_starts_adams_count_at_zero():
     np.testing.assert_array_equal(b.state["adam_m"]["W1"], a.state["adam_m"]["W1"])
     b.load_state_dict(a.state_dict(), steps=7)
     assert b.steps == 7
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_update_leaves_the_gradients_as_they_were(name):
+    """The steps write into the optimizer's own scratch arrays, never into ``grads``: a caller
+    may look at (or reuse) the gradient after the update."""
+    params = _params()
+    grads = {"W1": np.array([0.25, -0.5]), "b1": np.array([2.0])}
+    kept = {key: grad.copy() for key, grad in grads.items()}
+    optimizer = OPTIMIZERS[name](lr=0.1, weight_decay=0.01)
+    for _ in range(2):
+        optimizer.update(params, grads)
+    for key, grad in grads.items():
+        np.testing.assert_array_equal(grad, kept[key])
+    assert not np.array_equal(params["W1"], _params()["W1"])

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError
-from .fileio import write_json_atomic, write_text_atomic
+from .fileio import write_text_atomic
 
 # What every per-evaluation record holds: numbers, or null for a split the run lacks.
 HISTORY_COLUMNS = ("epoch", "iteration", "seconds", "lr", "train_loss", "train_accuracy",
@@ -93,8 +93,12 @@ def recorded(epochs: Sequence[dict[str, Any]], x_key: str, y_key: str
 
 
 def write_history(run_dir: Path, history: History) -> None:
-    """history.json (everything) and history.csv (one row per evaluation), each atomically."""
-    write_json_atomic(run_dir / "history.json", history)
+    """history.json (everything) and history.csv (one row per evaluation), each atomically.
+
+    history.json is written without indentation: json's C encoder then writes it, twice as
+    fast as its Python one, which matters for a file of 100,000 losses rewritten every epoch
+    (history.csv is the table to read)."""
+    write_text_atomic(run_dir / "history.json", json.dumps(history, allow_nan=False) + "\n")
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, extrasaction="ignore",
                             lineterminator="\n")

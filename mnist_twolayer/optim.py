@@ -71,7 +71,6 @@ class Optimizer:
         self.decay_keys = decay_keys
         self.steps = 0  # updates taken (Adam's t)
         self.state: dict[str, dict[str, np.ndarray]] = {group: {} for group in self.groups}
-        self._scratch: dict[tuple[str, str], np.ndarray] = {}
 
     @staticmethod
     def check(lr: float, weight_decay: float = 0.0, **settings: Any) -> None:
@@ -88,21 +87,16 @@ class Optimizer:
     def update(self, params: dict[str, np.ndarray], grads: Mapping[str, np.ndarray],
                lr: float | None = None) -> None:
         """Apply one step to ``params`` in place (at learning rate ``lr``, default
-        ``self.lr``: the schedule's value). ``grads`` are left as they are."""
+        ``self.lr``: the schedule's value). ``grads`` may be modified (it is scratch)."""
         step = self.lr if lr is None else lr
         self.steps += 1
         for key, param in params.items():
             grad = grads[key]
-            if self.weight_decay and key in self.decay_keys:  # grad + weight_decay * param
-                decayed = np.multiply(param, param.dtype.type(self.weight_decay),
-                                      out=self._work(key, param, "decayed"))
-                grad = np.add(grad, decayed, out=decayed)
+            if self.weight_decay and key in self.decay_keys:
+                grad = grad + param.dtype.type(self.weight_decay) * param
             self._apply(key, param, grad, step)
 
     def _apply(self, key: str, param: np.ndarray, grad: np.ndarray, lr: float) -> None:
-        """One step on ``param``, in place. The steps write into :meth:`_work` arrays, in the
-        order the formulas above round: a fresh temporary the size of W1 for each operation
-        would cost more than the arithmetic."""
         raise NotImplementedError
 
     def _buffer(self, group: str, key: str, like: np.ndarray) -> np.ndarray:
@@ -110,21 +104,6 @@ class Optimizer:
         if buffer is None:
             buffer = self.state[group][key] = np.zeros_like(like)
         return buffer
-
-    def _work(self, key: str, like: np.ndarray, slot: str) -> np.ndarray:
-        """Scratch array ``slot`` shaped like parameter ``key``, reused from update to update
-        (not state: never saved)."""
-        work = self._scratch.get((key, slot))
-        if work is None or work.shape != like.shape or work.dtype != like.dtype:
-            work = self._scratch[key, slot] = np.empty_like(like)
-        return work
-
-    def _divided_step(self, key: str, param: np.ndarray, lr: np.floating,
-                      direction: np.ndarray, denominator: np.ndarray) -> None:
-        """param -= lr * direction / denominator, rounded in that order."""
-        step = np.multiply(direction, lr, out=self._work(key, param, "step"))
-        step /= denominator
-        param -= step
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """The arrays that must be saved for a bit-identical resume (with :attr:`steps`)."""
@@ -172,17 +151,15 @@ class SGD(Optimizer):
         return self.state["velocity"]
 
     def _apply(self, key: str, param: np.ndarray, grad: np.ndarray, lr: float) -> None:
-        kind = param.dtype.type
-        direction = grad
         if self.momentum:
-            velocity = direction = self._buffer("velocity", key, param)
+            velocity = self._buffer("velocity", key, param)
             velocity *= self.momentum
             velocity += grad
-            if self.nesterov:  # grad + momentum * velocity
-                direction = np.multiply(velocity, kind(self.momentum),
-                                        out=self._work(key, param, "direction"))
-                direction += grad
-        param -= np.multiply(direction, kind(lr), out=self._work(key, param, "step"))
+            direction = grad + param.dtype.type(self.momentum) * velocity if self.nesterov \
+                else velocity
+        else:
+            direction = grad
+        param -= param.dtype.type(lr) * direction
 
 
 class Momentum(SGD):
@@ -234,10 +211,10 @@ class AdaGrad(Optimizer):
         _check_eps(eps)
 
     def _apply(self, key: str, param: np.ndarray, grad: np.ndarray, lr: float) -> None:
-        h, kind = self._buffer("adagrad_h", key, param), param.dtype.type
-        work = self._work(key, param, "work")
-        h += np.multiply(grad, grad, out=work)
-        self._divided_step(key, param, kind(lr), grad, _root_plus(h, kind(self.eps), work))
+        h = self._buffer("adagrad_h", key, param)
+        h += grad * grad
+        kind = param.dtype.type
+        param -= kind(lr) * grad / (np.sqrt(h) + kind(self.eps))
 
 
 class RMSprop(Optimizer):
@@ -263,13 +240,11 @@ class RMSprop(Optimizer):
         _check_eps(eps)
 
     def _apply(self, key: str, param: np.ndarray, grad: np.ndarray, lr: float) -> None:
-        h, kind = self._buffer("rmsprop_h", key, param), param.dtype.type
-        work = self._work(key, param, "work")
+        h = self._buffer("rmsprop_h", key, param)
+        kind = param.dtype.type
         h *= kind(self.decay_rate)
-        np.multiply(grad, kind(1.0 - self.decay_rate), out=work)
-        work *= grad
-        h += work
-        self._divided_step(key, param, kind(lr), grad, _root_plus(h, kind(self.eps), work))
+        h += kind(1.0 - self.decay_rate) * grad * grad
+        param -= kind(lr) * grad / (np.sqrt(h) + kind(self.eps))
 
 
 class Adam(Optimizer):
@@ -298,27 +273,17 @@ class Adam(Optimizer):
         _check_eps(eps)
 
     def _apply(self, key: str, param: np.ndarray, grad: np.ndarray, lr: float) -> None:
-        m, v = self._buffer("adam_m", key, param), self._buffer("adam_v", key, param)
-        work, kind = self._work(key, param, "work"), param.dtype.type
-        np.subtract(grad, m, out=work)
-        work *= kind(1.0 - self.beta1)
-        m += work
+        m = self._buffer("adam_m", key, param)
+        v = self._buffer("adam_v", key, param)
+        kind = param.dtype.type
+        m += kind(1.0 - self.beta1) * (grad - m)
         v *= kind(self.beta2)
-        np.multiply(grad, kind(1.0 - self.beta2), out=work)
-        work *= grad
-        v += work
+        v += kind(1.0 - self.beta2) * grad * grad
         step_size = lr / (1.0 - self.beta1 ** self.steps)
-        denominator = np.sqrt(v, out=work)
+        denominator = np.sqrt(v)
         denominator /= kind(math.sqrt(1.0 - self.beta2 ** self.steps))
         denominator += kind(self.eps)
-        self._divided_step(key, param, kind(step_size), m, denominator)
-
-
-def _root_plus(h: np.ndarray, eps: np.floating, out: np.ndarray) -> np.ndarray:
-    """sqrt(h) + eps, into ``out``."""
-    np.sqrt(h, out=out)
-    out += eps
-    return out
+        param -= kind(step_size) * m / denominator
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {

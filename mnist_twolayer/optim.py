@@ -87,7 +87,7 @@ class Optimizer:
     def update(self, params: dict[str, np.ndarray], grads: Mapping[str, np.ndarray],
                lr: float | None = None) -> None:
         """Apply one step to ``params`` in place (at learning rate ``lr``, default
-        ``self.lr``: the schedule's value). ``grads`` may be modified (it is scratch)."""
+        ``self.lr``: the schedule's value). ``grads`` are left as they are."""
         step = self.lr if lr is None else lr
         self.steps += 1
         for key, param in params.items():

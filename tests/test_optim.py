@@ -494,8 +494,8 @@ def test_state_loaded_without_a_step_count_starts_adams_count_at_zero():
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_update_leaves_the_gradients_as_they_were(name):
-    """The steps write into the optimizer's own scratch arrays, never into ``grads``: a caller
-    may look at (or reuse) the gradient after the update."""
+    """An update never writes into ``grads``: a caller may look at (or reuse) the gradient
+    after it."""
     params = _params()
     grads = {"W1": np.array([0.25, -0.5]), "b1": np.array([2.0])}
     kept = {key: grad.copy() for key, grad in grads.items()}

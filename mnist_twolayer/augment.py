@@ -107,8 +107,8 @@ class Distortions:
         if self.elastic:
             smoothed = _smoothed_uniforms(n, side, self.elastic_alpha, self.elastic_sigma, rng,
                                           dtype, scratch)
-            origin = _elastic_origin(side, float(self.elastic_sigma), float(self.elastic_alpha),
-                                     dtype, frame)
+            origin = _elastic_origin(n, side, float(self.elastic_sigma),
+                                     float(self.elastic_alpha), dtype, frame)
             rows, cols = np.subtract(smoothed, origin, out=smoothed)  # in place, one pass
         if affine_params is not None:
             rows, cols = affine_sources(rows, cols, *affine_params, side=side, scratch=scratch,
@@ -224,10 +224,8 @@ def elastic_displacements(n: int, side: int, alpha: float, sigma: float,
     bits). The k are the raw 64-bit words of the Generator's bit generator
     (``bit_generator.random_raw``), each cut into four, least significant 16 bits first, on
     every machine: a quarter of the work of drawing them one by one. They fill one array K of
-    shape (side, 2, n, side) in order (the last word's unused parts are dropped): the field of
-    image i along y is K[:, 0, i, :], along x K[:, 1, i, :]. That layout makes the smoothing
-    G @ F @ G of every field two plain matrix products over the whole batch, whose result holds
-    each axis's fields of all images contiguous for every row.
+    shape (2, n, side, side) in order (the last word's unused parts are dropped): the field of
+    image i along y is K[0, i], along x K[1, i].
     """
     dtype = np.dtype(dtype)
     smoothed = _smoothed_uniforms(n, side, alpha, sigma, rng, dtype, Scratch())
@@ -240,18 +238,19 @@ def _smoothed_uniforms(n: int, side: int, alpha: float, sigma: float, rng: np.ra
     """left @ K @ right for the uniforms K of :func:`elastic_displacements`: its fields plus
     the offset of :func:`_smoothing`, as ``scratch``'s (2, n, side, side) array."""
     left, right, _ = _smoothing(side, float(sigma), float(alpha), dtype)
-    shape = (side, n * 2 * side)
-    words = rng.bit_generator.random_raw(-(-shape[0] * shape[1] // 4))
-    k = words.astype("<u8", copy=False).view("<u2")[:shape[0] * shape[1]].reshape(shape)
+    shape = (2 * n, side, side)
+    count = math.prod(shape)
+    words = rng.bit_generator.random_raw(-(-count // 4))
+    k = words.astype("<u8", copy=False).view("<u2")[:count].reshape(shape)
     uniform = scratch.get("uniform", shape, dtype)
     np.copyto(uniform, k)
+    # left @ F, one small product per field, then all the batch's rows times right at once:
+    # the result comes out (2, n, side, side), no transposed copy (two products of the whole
+    # batch, G @ K then rows @ G, would leave each field's rows strided across the batch)
     rows_smoothed = np.matmul(left, uniform, out=scratch.get("rows_smoothed", shape, dtype))
-    # one small product per field (BLAS reads them in place), written field after field
-    smoothed = np.matmul(rows_smoothed.reshape(side, 2 * n, side).transpose(1, 0, 2), right,
-                         out=scratch.get("smoothed", (2 * n, side, side), dtype))
+    smoothed = np.matmul(rows_smoothed.reshape(2 * n * side, side), right,
+                         out=scratch.get("smoothed", (2 * n * side, side), dtype))
     return smoothed.reshape(2, n, side, side)
-
-
 
 
 @lru_cache(maxsize=8)
@@ -270,13 +269,14 @@ def _smoothing(side: int, sigma: float, alpha: float, dtype: np.dtype
 
 
 @lru_cache(maxsize=8)
-def _elastic_origin(side: int, sigma: float, alpha: float, dtype: np.dtype, plus: int
+def _elastic_origin(n: int, side: int, sigma: float, alpha: float, dtype: np.dtype, plus: int
                     ) -> np.ndarray:
     """What to subtract from the smoothed uniforms (2, n, side, side) to get positions
-    (pixel + displacement + ``plus``) in one pass: [offset - rows - plus, offset - cols - plus],
-    shaped (2, 1, side, side) to broadcast."""
+    (pixel + displacement + ``plus``) in one pass: [offset - rows - plus, offset - cols - plus]
+    for every image (written out: a pass reading a broadcast array takes half again as long)."""
     offset = _smoothing(side, sigma, alpha, dtype)[2]
-    origin = (offset - np.stack(pixel_grid(side, dtype)) - dtype.type(plus))[:, None]
+    origin = offset - np.stack(pixel_grid(side, dtype)) - dtype.type(plus)
+    origin = np.ascontiguousarray(np.broadcast_to(origin[:, None], (2, n, side, side)))
     origin.flags.writeable = False
     return origin
 
@@ -327,7 +327,7 @@ def _sample_framed(images: np.ndarray, r: np.ndarray, c: np.ndarray, background:
     sums = r0 if size <= _exact_integers(dtype) else scratch.get("sums", shape, np.float64)
     np.multiply(r0, width, out=sums)
     sums += c0
-    sums += _image_starts(n, width * width, sums.dtype)
+    sums += _image_starts(shape, width * width, sums.dtype)
     index = scratch.get("index", shape, np.intp)
     if size < 2**31:  # through int32: converting float to int64 directly takes twice as long
         index32 = scratch.get("index32", shape, np.int32)
@@ -358,9 +358,10 @@ def _exact_integers(dtype: np.dtype) -> int:
 
 
 @lru_cache(maxsize=8)
-def _image_starts(n: int, size: int, dtype: np.dtype) -> np.ndarray:
-    """Where each of n framed images starts in their flat array, shaped to broadcast."""
-    starts = (np.arange(n) * size).astype(dtype)[:, None, None]
+def _image_starts(shape: tuple[int, ...], size: int, dtype: np.dtype) -> np.ndarray:
+    """Where the framed image of each position (``shape``, images first) starts in their flat
+    array, written out for every position like :func:`_elastic_origin`."""
+    starts = (np.arange(shape[0]) * size).astype(dtype)
+    starts = np.ascontiguousarray(np.broadcast_to(starts[:, None, None], shape))
     starts.flags.writeable = False
     return starts
-

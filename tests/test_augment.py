@@ -45,13 +45,13 @@ def replay(rng: np.random.Generator) -> np.random.Generator:
 
 
 def drawn_levels(rng: np.random.Generator, n: int) -> np.ndarray:
-    """The 16-bit levels K of n images' elastic fields as documented, [row, axis, image,
-    column]: the raw 64-bit words of the bit generator, each read as four levels from its
-    least significant 16 bits up (by shifts, as any machine's integers give them)."""
-    count = SIDE * 2 * n * SIDE
+    """The 16-bit levels K of n images' elastic fields as documented, (2, n, side, side): the
+    raw 64-bit words of the bit generator, each read as four levels from its least significant
+    16 bits up (by shifts, as any machine's integers give them)."""
+    count = 2 * n * SIDE * SIDE
     words = [int(w) for w in rng.bit_generator.random_raw(-(-count // 4))]
     levels = [(w >> (16 * part)) & 0xFFFF for w in words for part in range(4)]
-    return np.array(levels[:count], dtype=np.uint16).reshape(SIDE, 2, n, SIDE)
+    return np.array(levels[:count], dtype=np.uint16).reshape(2, n, SIDE, SIDE)
 
 
 def standardized(mnist, n: int, dtype=np.float32) -> np.ndarray:
@@ -246,7 +246,7 @@ def reference(images: np.ndarray, kind: str, d: Distortions, rng: np.random.Gene
         py, px = py.astype(np.float64), px.astype(np.float64)
         if d.elastic:
             for axis, target in ((0, py), (1, px)):
-                field = uniform[:, axis, i, :]
+                field = uniform[axis, i]
                 smooth = np.zeros((SIDE, SIDE))
                 for a in range(SIDE):
                     for b in range(SIDE):
@@ -510,19 +510,17 @@ def test_images_that_are_not_rows_of_square_pixels_are_refused():
 
 
 def smoothed_levels(k: np.ndarray, alpha: float, sigma: float) -> np.ndarray:
-    """left @ K @ right in float32 for levels K (side, 2, n, side), as (2, n, side, side):
-    left = alpha / 32768 G times all the batch's columns at once, then each field times
-    right = G, the products (and shapes) the library takes, so the same bits."""
-    n = k.shape[2]
+    """left @ K @ right in float32 for levels K (2, n, side, side): left = alpha / 32768 G
+    times each field, then all the rows times right = G at once, the products (and shapes)
+    the library takes, so the same bits."""
     g = gaussian_matrix(SIDE, sigma)
     left, right = (alpha / 32768 * g).astype(np.float32), g.astype(np.float32)
-    rows = np.matmul(left, k.reshape(SIDE, 2 * n * SIDE).astype(np.float32))
-    return np.matmul(rows.reshape(SIDE, 2 * n, SIDE).transpose(1, 0, 2), right).reshape(
-        2, n, SIDE, SIDE)
+    rows = np.matmul(left, k.astype(np.float32).reshape(-1, SIDE, SIDE))
+    return np.matmul(rows.reshape(-1, SIDE), right).reshape(k.shape)
 
 
 def test_elastic_fields_are_the_smoothed_16_bit_uniforms_in_float32_operation_for_operation():
-    """The fields written out here: K drawn as the documented (side, 2, n, side) levels, then
+    """The fields written out here: K drawn as the documented (2, n, side, side) levels, then
     left @ K @ right - offset (:func:`smoothed_levels`) with left = alpha / 32768 G, right = G and
     offset = alpha (1 - 2^-16) G 1 G, each rounded to float32 once: the same products of the
     same shapes, so the same bits; and in float64, alpha G U G for U = (K + 1/2) / 2^15 - 1, to
@@ -544,8 +542,8 @@ def test_elastic_fields_are_the_smoothed_16_bit_uniforms_in_float32_operation_fo
                                        np.float64)
     bound = 4 * gamma(56) * alpha * (g @ np.ones((SIDE, SIDE)) @ g)
     for i in range(n):
-        assert np.all(np.abs(dy64[i] - alpha * g @ u[:, 0, i, :] @ g) <= bound)
-        assert np.all(np.abs(dx64[i] - alpha * g @ u[:, 1, i, :] @ g) <= bound)
+        assert np.all(np.abs(dy64[i] - alpha * g @ u[0, i] @ g) <= bound)
+        assert np.all(np.abs(dx64[i] - alpha * g @ u[1, i] @ g) <= bound)
 
 
 def test_an_elastic_batch_is_the_written_out_float32_pipeline_bit_for_bit(mnist):

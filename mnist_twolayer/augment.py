@@ -327,7 +327,7 @@ def _sample_framed(images: np.ndarray, r: np.ndarray, c: np.ndarray, background:
     sums = r0 if size <= _exact_integers(dtype) else scratch.get("sums", shape, np.float64)
     np.multiply(r0, width, out=sums)
     sums += c0
-    sums += _image_starts(shape, width * width, sums.dtype)
+    sums += _image_starts(n, width * width, sums.dtype, shape)
     index = scratch.get("index", shape, np.intp)
     if size < 2**31:  # through int32: converting float to int64 directly takes twice as long
         index32 = scratch.get("index32", shape, np.int32)
@@ -358,10 +358,10 @@ def _exact_integers(dtype: np.dtype) -> int:
 
 
 @lru_cache(maxsize=8)
-def _image_starts(shape: tuple[int, ...], size: int, dtype: np.dtype) -> np.ndarray:
-    """Where the framed image of each position (``shape``, images first) starts in their flat
-    array, written out for every position like :func:`_elastic_origin`."""
-    starts = (np.arange(shape[0]) * size).astype(dtype)
+def _image_starts(n: int, size: int, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """Where each of n framed images starts in their flat array, written out for positions of
+    ``shape`` (images first) like :func:`_elastic_origin`."""
+    starts = (np.arange(n) * size).astype(dtype)
     starts = np.ascontiguousarray(np.broadcast_to(starts[:, None, None], shape))
     starts.flags.writeable = False
     return starts

@@ -474,6 +474,19 @@ def test_bilinear_sampling_broadcasts_one_grid_of_positions_over_the_batch():
     assert expected[0, 0, 0] == 1.5
 
 
+def test_flat_indices_are_summed_where_they_are_exact_even_when_the_images_dtype_is_not():
+    """float16 holds integers exactly only up to 2048, less than the 3 x 32 x 32 pixels of three
+    framed 28 x 28 images: the flat indices must then be summed in float64. Whole-pixel
+    positions read pixels exactly, so the third image's pixels come back unchanged."""
+    images = (np.arange(3 * SIDE * SIDE) % 2000).astype(np.float16).reshape(3, SIDE, SIDE)
+    rows, cols = pixel_grid(SIDE, np.dtype(np.float16))
+    out = sample_bilinear(images, np.broadcast_to(rows, images.shape).copy(),
+                          np.broadcast_to(cols[::-1, ::-1], images.shape).copy(), 0.0)
+    assert out.dtype == np.float16
+    np.testing.assert_array_equal(out, images[:, :, ::-1])
+    assert len(np.unique(images[2])) == SIDE * SIDE  # every pixel its own value
+
+
 def test_affine_sources_are_float32_arithmetic_on_a_float32_grid():
     """The map's coefficients are rounded to float32 once, then each source position is
     a * col + b * row + e (and c, d, f) in float32, operation for operation."""

@@ -328,13 +328,12 @@ def _sample_framed(images: np.ndarray, r: np.ndarray, c: np.ndarray, background:
     np.multiply(r0, width, out=sums)
     sums += c0
     sums += _image_starts(n, width * width, sums.dtype, shape)
+    # through int32 (every index below 2**31: 8 GiB of framed float32 images): converting
+    # float to int64 directly takes twice as long
+    index32 = scratch.get("index32", shape, np.int32)
+    np.copyto(index32, sums, casting="unsafe")
     index = scratch.get("index", shape, np.intp)
-    if size < 2**31:  # through int32: converting float to int64 directly takes twice as long
-        index32 = scratch.get("index32", shape, np.int32)
-        np.copyto(index32, sums, casting="unsafe")
-        np.copyto(index, index32)
-    else:
-        np.copyto(index, sums, casting="unsafe")
+    np.copyto(index, index32)
     flat = framed.reshape(-1)
     top_left, top_right, bottom_left, bottom_right = (
         # the same indices into views that start one pixel right, one row down, or both; all

@@ -105,13 +105,11 @@ class Distortions:
         # (FRAME pixels added), unless an affine map still has to move them
         frame = 0 if self.affine else FRAME
         if self.elastic:
-            fields = _smoothed_uniforms(n, side, self.elastic_alpha, self.elastic_sigma, rng,
-                                        dtype, scratch)
-            origin_rows, origin_cols = _elastic_origin(side, float(self.elastic_sigma),
-                                                       float(self.elastic_alpha), dtype, frame)
-            shape = (n, side, side)
-            rows = np.subtract(fields[0], origin_rows, out=scratch.get("rows", shape, dtype))
-            cols = np.subtract(fields[1], origin_cols, out=scratch.get("cols", shape, dtype))
+            smoothed = _smoothed_uniforms(n, side, self.elastic_alpha, self.elastic_sigma, rng,
+                                          dtype, scratch)
+            origin = _elastic_origin(n, side, float(self.elastic_sigma),
+                                     float(self.elastic_alpha), dtype, frame)
+            rows, cols = np.subtract(smoothed, origin, out=smoothed)  # in place, one pass
         if affine_params is not None:
             rows, cols = affine_sources(rows, cols, *affine_params, side=side, scratch=scratch,
                                         plus=FRAME)
@@ -221,30 +219,38 @@ def elastic_displacements(n: int, side: int, alpha: float, sigma: float,
     """(dy, dx), each (n, side, side): per image a field uniform in [-1, 1] at every pixel,
     smoothed by a Gaussian of width ``sigma`` and scaled by ``alpha``.
 
-    The uniforms are 16-bit: U = (k + 1/2) / 2**16 * 2 - 1 for k drawn from 0 .. 65535 (the
-    Gaussian averages hundreds of them, so finer levels would change nothing but cost twice the
-    random bits). They are drawn as one array K of shape (side, n, 2, side): the field of image
-    i along y is K[:, i, 0, :], along x K[:, i, 1, :]. That layout makes the smoothing
-    G @ F @ G of every field two plain matrix products over the whole batch.
+    The uniforms are 16-bit: U = (k + 1/2) / 2**16 * 2 - 1 for k from 0 .. 65535 (the Gaussian
+    averages hundreds of them, so finer levels would change nothing but cost twice the random
+    bits). The k are the raw 64-bit words of the Generator's bit generator
+    (``bit_generator.random_raw``), each cut into four, least significant 16 bits first, on
+    every machine: a quarter of the work of drawing them one by one. They fill one array K of
+    shape (2, n, side, side) in order (the last word's unused parts are dropped): the field of
+    image i along y is K[0, i], along x K[1, i].
     """
     dtype = np.dtype(dtype)
-    fields = _smoothed_uniforms(n, side, alpha, sigma, rng, dtype, Scratch())
+    smoothed = _smoothed_uniforms(n, side, alpha, sigma, rng, dtype, Scratch())
     offset = _smoothing(side, float(sigma), float(alpha), dtype)[2]
-    return fields[0] - offset, fields[1] - offset
+    return smoothed[0] - offset, smoothed[1] - offset
 
 
 def _smoothed_uniforms(n: int, side: int, alpha: float, sigma: float, rng: np.random.Generator,
                        dtype: np.dtype, scratch: Scratch) -> np.ndarray:
     """left @ K @ right for the uniforms K of :func:`elastic_displacements`: its fields plus
-    the offset of :func:`_smoothing`, as a (2, n, side, side) view of ``scratch``'s arrays."""
+    the offset of :func:`_smoothing`, as ``scratch``'s (2, n, side, side) array."""
     left, right, _ = _smoothing(side, float(sigma), float(alpha), dtype)
-    k = rng.integers(0, 1 << 16, size=(side, n * 2 * side), dtype=np.uint16)
-    uniform = scratch.get("uniform", k.shape, dtype)
+    shape = (2 * n, side, side)
+    count = math.prod(shape)
+    words = rng.bit_generator.random_raw(-(-count // 4))
+    k = words.astype("<u8", copy=False).view("<u2")[:count].reshape(shape)
+    uniform = scratch.get("uniform", shape, dtype)
     np.copyto(uniform, k)
-    rows_smoothed = np.matmul(left, uniform, out=scratch.get("rows_smoothed", k.shape, dtype))
-    smoothed = np.matmul(rows_smoothed.reshape(side * n * 2, side), right,
-                         out=scratch.get("smoothed", (side * n * 2, side), dtype))
-    return smoothed.reshape(side, n, 2, side).transpose(2, 1, 0, 3)
+    # left @ F, one small product per field, then all the batch's rows times right at once:
+    # the result comes out (2, n, side, side), no transposed copy (two products of the whole
+    # batch, G @ K then rows @ G, would leave each field's rows strided across the batch)
+    rows_smoothed = np.matmul(left, uniform, out=scratch.get("rows_smoothed", shape, dtype))
+    smoothed = np.matmul(rows_smoothed.reshape(2 * n * side, side), right,
+                         out=scratch.get("smoothed", (2 * n * side, side), dtype))
+    return smoothed.reshape(2, n, side, side)
 
 
 @lru_cache(maxsize=8)
@@ -263,15 +269,15 @@ def _smoothing(side: int, sigma: float, alpha: float, dtype: np.dtype
 
 
 @lru_cache(maxsize=8)
-def _elastic_origin(side: int, sigma: float, alpha: float, dtype: np.dtype, plus: int
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """What to subtract from the smoothed uniforms to get positions (pixel + displacement +
-    ``plus``) in one pass: offset - rows - plus, offset - cols - plus."""
+def _elastic_origin(n: int, side: int, sigma: float, alpha: float, dtype: np.dtype, plus: int
+                    ) -> np.ndarray:
+    """What to subtract from the smoothed uniforms (2, n, side, side) to get positions
+    (pixel + displacement + ``plus``) in one pass: [offset - rows - plus, offset - cols - plus]
+    for every image (written out: a pass reading a broadcast array takes half again as long)."""
     offset = _smoothing(side, sigma, alpha, dtype)[2]
-    rows, cols = pixel_grid(side, dtype)
-    origin = (offset - rows - dtype.type(plus), offset - cols - dtype.type(plus))
-    for matrix in origin:
-        matrix.flags.writeable = False
+    origin = offset - np.stack(pixel_grid(side, dtype)) - dtype.type(plus)
+    origin = np.ascontiguousarray(np.broadcast_to(origin[:, None], (2, n, side, side)))
+    origin.flags.writeable = False
     return origin
 
 
@@ -315,18 +321,24 @@ def _sample_framed(images: np.ndarray, r: np.ndarray, c: np.ndarray, background:
     np.floor(c, out=c0)
     r -= r0  # now the fractions
     c -= c0
-    index32, other32 = (scratch.get(name, shape, np.int32) for name in ("index32", "other32"))
-    np.copyto(index32, r0, casting="unsafe")
-    index32 *= width
-    np.copyto(other32, c0, casting="unsafe")
-    index32 += other32
-    index32 += _image_starts(n, width * width)
+    # the flat index r0 * width + c0 + the image's start, summed in floating point where that
+    # is exact (float32: up to 2**24, 16384 framed 28 x 28 images), converted once
+    size = n * width * width
+    sums = r0 if size <= _exact_integers(dtype) else scratch.get("sums", shape, np.float64)
+    np.multiply(r0, width, out=sums)
+    sums += c0
+    sums += _image_starts(n, width * width, sums.dtype, shape)
+    # through int32 (every index below 2**31: 8 GiB of framed float32 images): converting
+    # float to int64 directly takes twice as long
+    index32 = scratch.get("index32", shape, np.int32)
+    np.copyto(index32, sums, casting="unsafe")
     index = scratch.get("index", shape, np.intp)
     np.copyto(index, index32)
     flat = framed.reshape(-1)
     top_left, top_right, bottom_left, bottom_right = (
-        # the same indices into views that start one pixel right, one row down, or both
-        np.take(flat[start:], index, out=scratch.get(name, shape, dtype), mode="clip")
+        # the same indices into views that start one pixel right, one row down, or both; all
+        # in range, so "wrap" never wraps: it is just the mode with the cheapest check
+        np.take(flat[start:], index, out=scratch.get(name, shape, dtype), mode="wrap")
         for name, start in (("tl", 0), ("tr", 1), ("bl", width), ("br", width + 1)))
     top_right -= top_left  # top = top_left + fc (top_right - top_left), likewise bottom
     top_right *= c
@@ -339,9 +351,16 @@ def _sample_framed(images: np.ndarray, r: np.ndarray, c: np.ndarray, background:
     return np.add(bottom_right, top_right)
 
 
+def _exact_integers(dtype: np.dtype) -> int:
+    """Integers up to this are exact in ``dtype`` (2**24 in float32, 2**53 in float64)."""
+    return 2 ** (np.finfo(dtype).nmant + 1)
+
+
 @lru_cache(maxsize=8)
-def _image_starts(n: int, size: int) -> np.ndarray:
-    """Where each of n framed images starts in their flat array, shaped to broadcast."""
-    starts = (np.arange(n, dtype=np.int32) * size)[:, None, None]
+def _image_starts(n: int, size: int, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """Where each of n framed images starts in their flat array, written out for positions of
+    ``shape`` (images first) like :func:`_elastic_origin`."""
+    starts = (np.arange(n) * size).astype(dtype)
+    starts = np.ascontiguousarray(np.broadcast_to(starts[:, None, None], shape))
     starts.flags.writeable = False
     return starts

@@ -44,6 +44,16 @@ def replay(rng: np.random.Generator) -> np.random.Generator:
     return copy
 
 
+def drawn_levels(rng: np.random.Generator, n: int) -> np.ndarray:
+    """The 16-bit levels K of n images' elastic fields as documented, (2, n, side, side): the
+    raw 64-bit words of the bit generator, each read as four levels from its least significant
+    16 bits up (by shifts, as any machine's integers give them)."""
+    count = 2 * n * SIDE * SIDE
+    words = [int(w) for w in rng.bit_generator.random_raw(-(-count // 4))]
+    levels = [(w >> (16 * part)) & 0xFFFF for w in words for part in range(4)]
+    return np.array(levels[:count], dtype=np.uint16).reshape(2, n, SIDE, SIDE)
+
+
 def standardized(mnist, n: int, dtype=np.float32) -> np.ndarray:
     (x_train, _), _ = mnist
     return ((x_train[:n].astype(np.float64) - MEAN) / STD).astype(dtype)
@@ -224,8 +234,7 @@ def reference(images: np.ndarray, kind: str, d: Distortions, rng: np.random.Gene
         angle, scale, shear, ty, tx = (lo + (hi - lo) * u[k] for k, (lo, hi) in
                                        enumerate(limits))
     if d.elastic:
-        k = rng.integers(0, 1 << 16, size=(SIDE, n, 2, SIDE), dtype=np.uint16)
-        uniform = (k.astype(np.float64) + 0.5) / 2**16 * 2 - 1
+        uniform = (drawn_levels(rng, n).astype(np.float64) + 0.5) / 2**16 * 2 - 1
         offsets = np.arange(-4 * SIDE, 4 * SIDE + 1)
         norm = np.exp(-0.5 * (offsets / d.elastic_sigma) ** 2).sum()
         w = lambda t: np.exp(-0.5 * (t / d.elastic_sigma) ** 2) / norm  # noqa: E731
@@ -237,7 +246,7 @@ def reference(images: np.ndarray, kind: str, d: Distortions, rng: np.random.Gene
         py, px = py.astype(np.float64), px.astype(np.float64)
         if d.elastic:
             for axis, target in ((0, py), (1, px)):
-                field = uniform[:, i, axis, :]
+                field = uniform[axis, i]
                 smooth = np.zeros((SIDE, SIDE))
                 for a in range(SIDE):
                     for b in range(SIDE):
@@ -465,6 +474,19 @@ def test_bilinear_sampling_broadcasts_one_grid_of_positions_over_the_batch():
     assert expected[0, 0, 0] == 1.5
 
 
+def test_flat_indices_are_summed_where_they_are_exact_even_when_the_images_dtype_is_not():
+    """float16 holds integers exactly only up to 2048, less than the 3 x 32 x 32 pixels of three
+    framed 28 x 28 images: the flat indices must then be summed in float64. Whole-pixel
+    positions read pixels exactly, so the third image's pixels come back unchanged."""
+    images = (np.arange(3 * SIDE * SIDE) % 2000).astype(np.float16).reshape(3, SIDE, SIDE)
+    rows, cols = pixel_grid(SIDE, np.dtype(np.float16))
+    out = sample_bilinear(images, np.broadcast_to(rows, images.shape).copy(),
+                          np.broadcast_to(cols[::-1, ::-1], images.shape).copy(), 0.0)
+    assert out.dtype == np.float16
+    np.testing.assert_array_equal(out, images[:, :, ::-1])
+    assert len(np.unique(images[2])) == SIDE * SIDE  # every pixel its own value
+
+
 def test_affine_sources_are_float32_arithmetic_on_a_float32_grid():
     """The map's coefficients are rounded to float32 once, then each source position is
     a * col + b * row + e (and c, d, f) in float32, operation for operation."""
@@ -500,9 +522,19 @@ def test_images_that_are_not_rows_of_square_pixels_are_refused():
         assert str(info.value) == f"images must be (N, side * side), got {shape}"
 
 
+def smoothed_levels(k: np.ndarray, alpha: float, sigma: float) -> np.ndarray:
+    """left @ K @ right in float32 for levels K (2, n, side, side): left = alpha / 32768 G
+    times each field, then all the rows times right = G at once, the products (and shapes)
+    the library takes, so the same bits."""
+    g = gaussian_matrix(SIDE, sigma)
+    left, right = (alpha / 32768 * g).astype(np.float32), g.astype(np.float32)
+    rows = np.matmul(left, k.astype(np.float32).reshape(-1, SIDE, SIDE))
+    return np.matmul(rows.reshape(-1, SIDE), right).reshape(k.shape)
+
+
 def test_elastic_fields_are_the_smoothed_16_bit_uniforms_in_float32_operation_for_operation():
-    """The fields written out here: K drawn as (side, n * 2 * side) uint16, then
-    left @ K @ right - offset with left = alpha / 32768 G, right = G and
+    """The fields written out here: K drawn as the documented (2, n, side, side) levels, then
+    left @ K @ right - offset (:func:`smoothed_levels`) with left = alpha / 32768 G, right = G and
     offset = alpha (1 - 2^-16) G 1 G, each rounded to float32 once: the same products of the
     same shapes, so the same bits; and in float64, alpha G U G for U = (K + 1/2) / 2^15 - 1, to
     float64's rounding: ours takes two products of 28 terms of K / 2^15 <= 2 and subtracts the
@@ -510,25 +542,56 @@ def test_elastic_fields_are_the_smoothed_16_bit_uniforms_in_float32_operation_fo
     the subtraction's half ulp, so 4 gamma(56) alpha (G 1 G)."""
     n, alpha, sigma = 2, 34.0, 4.0
     rng = np.random.default_rng(5)  # its 3136 levels include a 0: the full range is drawn
-    k = replay(rng).integers(0, 1 << 16, size=(SIDE, n * 2 * SIDE), dtype=np.uint16)
+    k = drawn_levels(replay(rng), n)
     assert k.min() == 0
     dy, dx = elastic_displacements(n, SIDE, alpha, sigma, rng)
     g = gaussian_matrix(SIDE, sigma)
-    f32 = np.float32
-    left, right = (alpha / 32768 * g).astype(f32), g.astype(f32)
-    offset = (alpha * (1 - 2.0**-16) * g @ np.ones((SIDE, SIDE)) @ g).astype(f32)
-    smoothed = np.matmul(np.matmul(left, k.astype(f32)).reshape(SIDE * n * 2, SIDE), right)
-    fields = smoothed.reshape(SIDE, n, 2, SIDE).transpose(2, 1, 0, 3)
+    offset = (alpha * (1 - 2.0**-16) * g @ np.ones((SIDE, SIDE)) @ g).astype(np.float32)
+    fields = smoothed_levels(k, alpha, sigma)
     np.testing.assert_array_equal(dy, fields[0] - offset)
     np.testing.assert_array_equal(dx, fields[1] - offset)
     u = (k.astype(np.float64) + 0.5) / 2**15 - 1
-    u = u.reshape(SIDE, n, 2, SIDE)
     dy64, dx64 = elastic_displacements(n, SIDE, alpha, sigma, replay(np.random.default_rng(5)),
                                        np.float64)
     bound = 4 * gamma(56) * alpha * (g @ np.ones((SIDE, SIDE)) @ g)
     for i in range(n):
-        assert np.all(np.abs(dy64[i] - alpha * g @ u[:, i, 0, :] @ g) <= bound)
-        assert np.all(np.abs(dx64[i] - alpha * g @ u[:, i, 1, :] @ g) <= bound)
+        assert np.all(np.abs(dy64[i] - alpha * g @ u[0, i] @ g) <= bound)
+        assert np.all(np.abs(dx64[i] - alpha * g @ u[1, i] @ g) <= bound)
+
+
+def test_an_elastic_batch_is_the_written_out_float32_pipeline_bit_for_bit(mnist):
+    """Positions (the smoothed levels minus offset, plus pixel and frame), clipped to the
+    framed image, floor and fraction, four neighbours read by plain indexing from the image
+    framed in background, and the blend top + fr (bottom - top) with top = tl + fc (tr - tl):
+    each one float32 operation as written here, the index sums exact integers, so equal bit for
+    bit. Pins what an image becomes for given levels, whatever the library does for speed."""
+    n, alpha, sigma, side = 40, 34.0, 4.0, SIDE
+    x = standardized(mnist, n)
+    rng = np.random.default_rng(11)
+    k = drawn_levels(replay(rng), n)
+    out = Distortions("elastic", elastic_alpha=alpha, elastic_sigma=sigma).apply(x, rng,
+                                                                                 BACKGROUND)
+    f32 = np.float32
+    g = gaussian_matrix(side, sigma)
+    offset = (alpha * (1 - 2.0**-16) * g @ np.ones((side, side)) @ g).astype(f32)
+    grid_rows, grid_cols = np.indices((side, side)).astype(f32)
+    smoothed = smoothed_levels(k, alpha, sigma)
+    r = smoothed[0] - (offset - grid_rows - f32(2))
+    c = smoothed[1] - (offset - grid_cols - f32(2))
+    r, c = np.clip(r, f32(1), f32(side + 2)), np.clip(c, f32(1), f32(side + 2))
+    r0, c0 = np.floor(r), np.floor(c)
+    fr, fc = r - r0, c - c0
+    framed = np.pad(x.reshape(n, side, side), ((0, 0), (2, 2), (2, 2)),
+                    constant_values=f32(BACKGROUND))
+    i, y, x0 = np.arange(n)[:, None, None], r0.astype(int), c0.astype(int)
+    tl, tr = framed[i, y, x0], framed[i, y, x0 + 1]
+    bl, br = framed[i, y + 1, x0], framed[i, y + 1, x0 + 1]
+    top, bottom = tl + fc * (tr - tl), bl + fc * (br - bl)
+    expected = top + fr * (bottom - top)
+    assert out.dtype == expected.dtype == np.float32
+    np.testing.assert_array_equal(out, expected.reshape(n, -1))
+    assert (r0 == 1).any() and (r0 == side + 2).any()  # the clip on both sides took part
+    assert (c0 == 1).any() and (c0 == side + 2).any()
 
 
 def test_scratch_hands_back_the_same_array_until_its_shape_or_dtype_changes():

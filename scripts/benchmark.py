@@ -423,19 +423,47 @@ def bench_book_floor(iters: int, data: tuple) -> dict[str, Any]:
     log(f"book job floor: {iters} gathers and pairs of large products, {evaluations} "
         f"evaluations")
 
-    def products() -> None:
+    def iterations() -> None:
         for i in range(iters):
             x = x_train[batches[i % 100]]
             np.matmul(x, w1, out=hidden)
             np.matmul(x.T, dout, out=d_w1)
-        for _ in range(evaluations):
-            for x in (x_train, x_test):
-                for start in range(0, len(x), 10000):
-                    x[start:start + 10000] @ w1
 
-    seconds, _ = _timed(products, 2)
-    return {"seconds": seconds, "iterations": iters, "evaluations": evaluations,
-            "dtype": "float32"}
+    def evaluation() -> None:
+        for x in (x_train, x_test):
+            for start in range(0, len(x), 10000):
+                x[start:start + 10000] @ w1
+
+    iterations_s, _ = _timed(iterations, 2)
+    evaluation_s, _ = _timed(evaluation, 2 * evaluations)
+    return {"seconds": iterations_s + evaluations * evaluation_s, "iterations": iters,
+            "evaluations": evaluations, "dtype": "float32",
+            "iteration_us": 1e6 * iterations_s / iters, "evaluation_ms": 1000 * evaluation_s}
+
+
+def bench_book_breakdown(iters: int, tmp: Path) -> dict[str, Any]:
+    """Where an iteration of ``--preset book`` goes: the trainer's own sampler, net and
+    optimizer, run as its loop runs them, each part timed (median microseconds per
+    iteration, so an interruption of the machine does not count), and one evaluation
+    (milliseconds, the minimum of three); set beside the floor's figures."""
+    trainer = Trainer(config_from_preset("book", iters=iters), tmp / "breakdown", quiet=True)
+    net, optimizer, data = trainer.net, trainer.optimizer, trainer.data
+    parts = np.empty((iters, 3))
+    clock = time.perf_counter
+    for i in range(iters):
+        started = clock()
+        indices = trainer._next_batch_indices()  # the loop's own sampler
+        x, t = data.x_train[indices], data.t_train[indices]
+        drawn = clock()
+        _, grads = net.loss_and_gradient(x, t)
+        differentiated = clock()
+        optimizer.update(net.params, grads, trainer.lr_at(i))
+        parts[i] = drawn - started, differentiated - drawn, clock() - differentiated
+    batch_us, gradient_us, update_us = 1e6 * np.median(parts, axis=0)
+    evaluation_s, _ = _timed(lambda: [net.evaluate(x, t) for x, t in (
+        (data.x_train, data.t_train), (data.x_test, data.t_test))], 3)
+    return {"iterations": iters, "batch_us": batch_us, "loss_and_gradient_us": gradient_us,
+            "update_us": update_us, "evaluation_ms": 1000 * evaluation_s}
 
 
 def bench_book_float64(iters: int, repeats: int, tmp: Path) -> dict[str, Any]:
@@ -715,7 +743,7 @@ def render_table(results: dict[str, Any]) -> str:
     nt = results["numerical_training"]
     ld, tr, b64 = results["loading"], results["torch"], results["book_job_float64"]
     ag, rec = results["augmentation"], results["record"]
-    ref, proj = b["reference"], b["project"]
+    ref, proj, bd = b["reference"], b["project"], b["breakdown"]
     rows: list[tuple[str, str]] = [
         ("book job", f"{b['iterations']} iterations, batch 100, hidden 50, eval every 600"),
         ("  reference (textbook) loop s", _fmt(ref["seconds"], 2)),
@@ -731,6 +759,13 @@ def render_table(results: dict[str, Any]) -> str:
                                                 f"floor / reference "
                                                 f"{_fmt(b['floor']['ratio_to_reference'])})"),
         ("  ratio project / floor", _fmt(b["floor"]["ratio_to_project"])),
+        ("  per iteration us, floor", f"{_fmt(b['floor']['iteration_us'], 0)} (gather and "
+                                      f"products)"),
+        ("  per iteration us, project", f"{_fmt(bd['batch_us'], 0)} batch + "
+                                        f"{_fmt(bd['loss_and_gradient_us'], 0)} loss and "
+                                        f"gradient + {_fmt(bd['update_us'], 0)} update (medians)"),
+        ("  per evaluation ms, floor / project", f"{_fmt(b['floor']['evaluation_ms'], 1)} / "
+                                                 f"{_fmt(bd['evaluation_ms'], 1)}"),
         ("  project --dtype float64 training s", f"{_fmt(b64['train_seconds'], 2)} (test "
                                                  f"accuracy {_fmt(b64['test_accuracy'], 4)})"),
         ("numerical gradient", f"{'-'.join(map(str, ng['net']))}, batch 100, float64"
@@ -836,6 +871,7 @@ def run(quick: bool, repeats: int = 1, threads: int | None = None,
                                        / results["book_job"]["reference"]["seconds"])
         floor["ratio_to_project"] = (results["book_job"]["project"]["train_seconds"]
                                      / floor["seconds"])
+        results["book_job"]["breakdown"] = bench_book_breakdown(book_iters, tmp)
         results["torch"] = bench_torch(book_iters, repeats, data,
                                        results["book_job"]["project"]["train_seconds"])
         results["numerical_gradient"] = bench_numerical(10 if quick else 50, data, quick)

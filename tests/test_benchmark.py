@@ -95,6 +95,14 @@ def test_book_job_runs_both_loops_on_the_same_work(report: dict[str, Any]) -> No
     assert floor["ratio_to_reference"] == pytest.approx(floor["seconds"] / ref["seconds"])
     assert floor["ratio_to_project"] == pytest.approx(book["project"]["train_seconds"]
                                                       / floor["seconds"])
+    # the floor is its iterations plus its evaluations, each reported on its own
+    assert floor["seconds"] == pytest.approx(
+        floor["iterations"] * floor["iteration_us"] / 1e6
+        + floor["evaluations"] * floor["evaluation_ms"] / 1000)
+    breakdown = book["breakdown"]
+    assert breakdown["iterations"] == 1000
+    for part in ("batch_us", "loss_and_gradient_us", "update_us", "evaluation_ms"):
+        assert _positive(breakdown[part])
 
 
 def test_numerical_gradients_agree(report: dict[str, Any], mnist) -> None:
@@ -180,5 +188,6 @@ def test_plain_table_shows_figures_and_targets(report: dict[str, Any]) -> None:
     assert "QUICK" in table and "targets:" in table
     assert "784-10-10" in table
     assert "s per epoch without / with" in table and "not run (--record runs it)" in table
+    assert "per iteration us, project" in table and "batch + " in table
     assert len([line for line in table.splitlines() if line.startswith("  ") and
                 line.rstrip().endswith(("met", "NOT MET", "not measured"))]) == len(TARGET_KEYS)

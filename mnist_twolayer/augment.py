@@ -26,6 +26,7 @@ faults than the arithmetic itself on a VM.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -42,10 +43,15 @@ class Scratch:
     def __init__(self) -> None:
         self._arrays: dict[str, np.ndarray] = {}
 
-    def get(self, name: str, shape: tuple[int, ...], dtype: DTypeLike) -> np.ndarray:
+    def get(self, name: str, shape: tuple[int, ...], dtype: DTypeLike,
+            fill: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
+        """Array ``name``; a new one when the shape or dtype changed, then given to ``fill``
+        (for a constant written out once, e.g. each image's start)."""
         array = self._arrays.get(name)
         if array is None or array.shape != shape or array.dtype != dtype:
             array = self._arrays[name] = np.empty(shape, dtype)
+            if fill is not None:
+                fill(array)
         return array
 
 
@@ -61,7 +67,9 @@ class Distortions:
     max_shear: float = 15.0
     elastic_alpha: float = 34.0
     elastic_sigma: float = 4.0
-    scratch: Scratch = field(default_factory=Scratch, compare=False, repr=False)
+    # not an init field, so dataclasses.replace gives the new limits a scratch of their own
+    # (it keeps arrays written for these limits, e.g. the elastic origin)
+    scratch: Scratch = field(default_factory=Scratch, init=False, compare=False, repr=False)
 
     @property
     def affine(self) -> bool:
@@ -107,8 +115,13 @@ class Distortions:
         if self.elastic:
             smoothed = _smoothed_uniforms(n, side, self.elastic_alpha, self.elastic_sigma, rng,
                                           dtype, scratch)
-            origin = _elastic_origin(n, side, float(self.elastic_sigma),
-                                     float(self.elastic_alpha), dtype, frame)
+            base = _elastic_origin(side, float(self.elastic_sigma), float(self.elastic_alpha),
+                                   dtype, frame)
+            # written out per image once (a pass reading a broadcast array takes half again as
+            # long), in this instance's scratch rather than a module cache: a call on 60,000
+            # images would otherwise pin its copy for the life of the process
+            origin = scratch.get("origin", (2, n, side, side), dtype,
+                                 fill=lambda array: np.copyto(array, base[:, None]))
             rows, cols = np.subtract(smoothed, origin, out=smoothed)  # in place, one pass
         if affine_params is not None:
             rows, cols = affine_sources(rows, cols, *affine_params, side=side, scratch=scratch,
@@ -221,11 +234,9 @@ def elastic_displacements(n: int, side: int, alpha: float, sigma: float,
 
     The uniforms are 16-bit: U = (k + 1/2) / 2**16 * 2 - 1 for k from 0 .. 65535 (the Gaussian
     averages hundreds of them, so finer levels would change nothing but cost twice the random
-    bits). The k are the raw 64-bit words of the Generator's bit generator
-    (``bit_generator.random_raw``), each cut into four, least significant 16 bits first, on
-    every machine: a quarter of the work of drawing them one by one. They fill one array K of
-    shape (2, n, side, side) in order (the last word's unused parts are dropped): the field of
-    image i along y is K[0, i], along x K[1, i].
+    bits), cut from the bit generator's raw words (:func:`_levels`). They fill one array K of
+    shape (2, n, side, side) in order: the field of image i along y is K[0, i], along x
+    K[1, i].
     """
     dtype = np.dtype(dtype)
     smoothed = _smoothed_uniforms(n, side, alpha, sigma, rng, dtype, Scratch())
@@ -240,8 +251,7 @@ def _smoothed_uniforms(n: int, side: int, alpha: float, sigma: float, rng: np.ra
     left, right, _ = _smoothing(side, float(sigma), float(alpha), dtype)
     shape = (2 * n, side, side)
     count = math.prod(shape)
-    words = rng.bit_generator.random_raw(-(-count // 4))
-    k = words.astype("<u8", copy=False).view("<u2")[:count].reshape(shape)
+    k = _levels(rng, count).reshape(shape)
     uniform = scratch.get("uniform", shape, dtype)
     np.copyto(uniform, k)
     # left @ F, one small product per field, then all the batch's rows times right at once:
@@ -251,6 +261,22 @@ def _smoothed_uniforms(n: int, side: int, alpha: float, sigma: float, rng: np.ra
     smoothed = np.matmul(rows_smoothed.reshape(2 * n * side, side), right,
                          out=scratch.get("smoothed", (2 * n * side, side), dtype))
     return smoothed.reshape(2, n, side, side)
+
+
+_WORDS_OF_64_BITS = (np.random.PCG64, np.random.PCG64DXSM, np.random.Philox, np.random.SFC64)
+
+
+def _levels(rng: np.random.Generator, count: int) -> np.ndarray:
+    """``count`` uniform 16-bit levels. With a bit generator of 64-bit words (PCG64, the one
+    ``default_rng`` makes, and the others above), its raw words cut four ways, least
+    significant 16 bits first on every machine: the levels ``integers(0, 2**16,
+    dtype=np.uint16)`` would take from the same words (when no half word is left over from an
+    earlier draw), in one bulk copy instead of its loop, 1.8 times faster. Any other bit
+    generator (MT19937's raw words are 32-bit) goes through ``integers``."""
+    if not isinstance(rng.bit_generator, _WORDS_OF_64_BITS):
+        return rng.integers(0, 1 << 16, size=count, dtype=np.uint16)
+    words = rng.bit_generator.random_raw(-(-count // 4))
+    return words.astype("<u8", copy=False).view("<u2")[:count]
 
 
 @lru_cache(maxsize=8)
@@ -269,14 +295,13 @@ def _smoothing(side: int, sigma: float, alpha: float, dtype: np.dtype
 
 
 @lru_cache(maxsize=8)
-def _elastic_origin(n: int, side: int, sigma: float, alpha: float, dtype: np.dtype, plus: int
+def _elastic_origin(side: int, sigma: float, alpha: float, dtype: np.dtype, plus: int
                     ) -> np.ndarray:
-    """What to subtract from the smoothed uniforms (2, n, side, side) to get positions
+    """What to subtract from an image's smoothed uniforms (2, side, side) to get positions
     (pixel + displacement + ``plus``) in one pass: [offset - rows - plus, offset - cols - plus]
-    for every image (written out: a pass reading a broadcast array takes half again as long)."""
+    (read-only)."""
     offset = _smoothing(side, sigma, alpha, dtype)[2]
     origin = offset - np.stack(pixel_grid(side, dtype)) - dtype.type(plus)
-    origin = np.ascontiguousarray(np.broadcast_to(origin[:, None], (2, n, side, side)))
     origin.flags.writeable = False
     return origin
 
@@ -324,10 +349,15 @@ def _sample_framed(images: np.ndarray, r: np.ndarray, c: np.ndarray, background:
     # the flat index r0 * width + c0 + the image's start, summed in floating point where that
     # is exact (float32: up to 2**24, 16384 framed 28 x 28 images), converted once
     size = n * width * width
+    if size > np.iinfo(np.int32).max:
+        raise ValueError(f"{n} images of {side} x {side} are too many for one call: the flat "
+                         f"indices must stay below 2**31")
     sums = r0 if size <= _exact_integers(dtype) else scratch.get("sums", shape, np.float64)
     np.multiply(r0, width, out=sums)
     sums += c0
-    sums += _image_starts(n, width * width, sums.dtype, shape)
+    # each image's start, written out once per shape (a broadcast read is slower)
+    sums += scratch.get("starts", shape, sums.dtype, fill=lambda array: np.copyto(
+        array, (np.arange(n) * (width * width)).astype(sums.dtype)[:, None, None]))
     # through int32 (every index below 2**31: 8 GiB of framed float32 images): converting
     # float to int64 directly takes twice as long
     index32 = scratch.get("index32", shape, np.int32)
@@ -356,11 +386,3 @@ def _exact_integers(dtype: np.dtype) -> int:
     return 2 ** (np.finfo(dtype).nmant + 1)
 
 
-@lru_cache(maxsize=8)
-def _image_starts(n: int, size: int, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
-    """Where each of n framed images starts in their flat array, written out for positions of
-    ``shape`` (images first) like :func:`_elastic_origin`."""
-    starts = (np.arange(n) * size).astype(dtype)
-    starts = np.ascontiguousarray(np.broadcast_to(starts[:, None, None], shape))
-    starts.flags.writeable = False
-    return starts

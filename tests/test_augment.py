@@ -4,6 +4,7 @@ augmentation.png shows the distortions without touching the batch stream."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import signal
@@ -26,6 +27,7 @@ from mnist_twolayer.augment import (
     sample_bilinear,
     shift_images,
 )
+from mnist_twolayer.augment import _levels as drawn_16_bit_levels
 from mnist_twolayer.config import config_from_preset
 from mnist_twolayer.errors import TrainingInterrupted
 from mnist_twolayer.run_folder import AUGMENTATION_FIGURE
@@ -605,3 +607,26 @@ def test_scratch_hands_back_the_same_array_until_its_shape_or_dtype_changes():
     assert c.shape == (3, 2) and c is not b
     assert scratch.get("a", (3, 2), np.float64) is c
     assert scratch.get("other", (3, 2), np.float64) is not c
+
+
+@pytest.mark.parametrize("bit_generator", [np.random.PCG64, np.random.Philox, np.random.MT19937])
+def test_levels_are_the_generators_own_16_bit_integers(bit_generator):
+    """From a fresh generator the raw words cut four ways are exactly what
+    ``integers(0, 2**16, dtype=uint16)`` draws; MT19937's raw words are 32-bit (cut four ways
+    they would make every other pair of levels 0), so it goes through ``integers`` itself."""
+    levels = drawn_16_bit_levels(np.random.Generator(bit_generator(11)), 4097)
+    expected = np.random.Generator(bit_generator(11)).integers(0, 1 << 16, size=4097,
+                                                               dtype=np.uint16)
+    np.testing.assert_array_equal(levels, expected)
+
+
+def test_replaced_limits_distort_with_their_own_fields(mnist):
+    """dataclasses.replace makes a new scratch: the elastic origin written for sigma 4 must
+    not be read by the copy with sigma 2."""
+    x = standardized(mnist, 8)
+    sigma4 = Distortions("elastic", elastic_sigma=4.0)
+    sigma4.apply(x, np.random.default_rng(0), BACKGROUND)
+    sigma2 = dataclasses.replace(sigma4, elastic_sigma=2.0)
+    fresh = Distortions("elastic", elastic_sigma=2.0)
+    np.testing.assert_array_equal(sigma2.apply(x, np.random.default_rng(5), BACKGROUND),
+                                  fresh.apply(x, np.random.default_rng(5), BACKGROUND))

@@ -85,6 +85,10 @@ def test_write_history_writes_the_json_and_one_csv_row_per_evaluation(tmp_path):
     history["epochs"][0]["extra"] = "not a column"
     write_history(tmp_path, history)
     assert json.loads((tmp_path / "history.json").read_text()) == history
+    # one line, as json's C encoder writes it (the indented form is the slow Python encoder)
+    assert (tmp_path / "history.json").read_bytes() == (
+        json.dumps(history, allow_nan=False) + "\n").encode()
+    assert (tmp_path / "history.json").read_text().count("\n") == 1
     assert (tmp_path / "history.csv").read_bytes() == (  # bytes: "\n", not csv's "\r\n"
         b"epoch,iteration,seconds,lr,train_loss,train_accuracy,val_loss,val_accuracy,test_loss,"
         b"test_accuracy\n"

@@ -40,7 +40,9 @@ from typing import Any
 import numpy as np
 
 from mnist_twolayer.config import config_from_preset
+from mnist_twolayer.data import EVAL_CHUNK
 from mnist_twolayer.datasets import clear_cache, dataset_dir, load_mnist
+from mnist_twolayer.history import write_history
 from mnist_twolayer.network import TwoLayerNet
 from mnist_twolayer.trainer import Trainer
 
@@ -434,20 +436,25 @@ def bench_book_floor(iters: int, data: tuple) -> dict[str, Any]:
             for start in range(0, len(x), 10000):
                 x[start:start + 10000] @ w1
 
+    # each half timed whole, the best of two, as the project's runs are
     iterations_s, _ = _timed(iterations, 2)
-    evaluation_s, _ = _timed(evaluation, 2 * evaluations)
-    return {"seconds": iterations_s + evaluations * evaluation_s, "iterations": iters,
+    evaluations_s, _ = _timed(lambda: [evaluation() for _ in range(evaluations)], 2)
+    return {"seconds": iterations_s + evaluations_s, "iterations": iters,
             "evaluations": evaluations, "dtype": "float32",
-            "iteration_us": 1e6 * iterations_s / iters, "evaluation_ms": 1000 * evaluation_s}
+            "iteration_us": 1e6 * iterations_s / iters,
+            "evaluation_ms": 1000 * evaluations_s / evaluations}
 
 
 def bench_book_breakdown(iters: int, tmp: Path) -> dict[str, Any]:
     """Where an iteration of ``--preset book`` goes: the trainer's own sampler, net and
     optimizer, run as its loop runs them, each part timed (median microseconds per
-    iteration, so an interruption of the machine does not count), and one evaluation
-    (milliseconds, the minimum of three); set beside the floor's figures."""
+    iteration, so an interruption of the machine does not count); one evaluation and one
+    write of the checkpoint and history as the loop makes them after it (milliseconds, the
+    minimum of three, the history holding every loss of the run: the last and longest
+    write); set beside the floor's figures."""
     trainer = Trainer(config_from_preset("book", iters=iters), tmp / "breakdown", quiet=True)
     net, optimizer, data = trainer.net, trainer.optimizer, trainer.data
+    losses = trainer.state.history["iteration_loss"]
     parts = np.empty((iters, 3))
     clock = time.perf_counter
     for i in range(iters):
@@ -455,15 +462,20 @@ def bench_book_breakdown(iters: int, tmp: Path) -> dict[str, Any]:
         indices = trainer._next_batch_indices()  # the loop's own sampler
         x, t = data.x_train[indices], data.t_train[indices]
         drawn = clock()
-        _, grads = net.loss_and_gradient(x, t)
+        loss, grads = net.loss_and_gradient(x, t)
         differentiated = clock()
         optimizer.update(net.params, grads, trainer.lr_at(i))
+        losses.append(loss)
         parts[i] = drawn - started, differentiated - drawn, clock() - differentiated
     batch_us, gradient_us, update_us = 1e6 * np.median(parts, axis=0)
-    evaluation_s, _ = _timed(lambda: [net.evaluate(x, t) for x, t in (
+    evaluation_s, _ = _timed(lambda: [net.evaluate(x, t, batch_size=EVAL_CHUNK) for x, t in (
         (data.x_train, data.t_train), (data.x_test, data.t_test))], 3)
+    trainer.run_dir.mkdir(parents=True, exist_ok=True)
+    write_s, _ = _timed(lambda: (trainer.save_checkpoint(),
+                                 write_history(trainer.run_dir, trainer.state.history)), 3)
     return {"iterations": iters, "batch_us": batch_us, "loss_and_gradient_us": gradient_us,
-            "update_us": update_us, "evaluation_ms": 1000 * evaluation_s}
+            "update_us": update_us, "evaluation_ms": 1000 * evaluation_s,
+            "write_ms": 1000 * write_s}
 
 
 def bench_book_float64(iters: int, repeats: int, tmp: Path) -> dict[str, Any]:
@@ -743,7 +755,7 @@ def render_table(results: dict[str, Any]) -> str:
     nt = results["numerical_training"]
     ld, tr, b64 = results["loading"], results["torch"], results["book_job_float64"]
     ag, rec = results["augmentation"], results["record"]
-    ref, proj, bd = b["reference"], b["project"], b["breakdown"]
+    ref, proj, breakdown = b["reference"], b["project"], b["breakdown"]
     rows: list[tuple[str, str]] = [
         ("book job", f"{b['iterations']} iterations, batch 100, hidden 50, eval every 600"),
         ("  reference (textbook) loop s", _fmt(ref["seconds"], 2)),
@@ -761,11 +773,16 @@ def render_table(results: dict[str, Any]) -> str:
         ("  ratio project / floor", _fmt(b["floor"]["ratio_to_project"])),
         ("  per iteration us, floor", f"{_fmt(b['floor']['iteration_us'], 0)} (gather and "
                                       f"products)"),
-        ("  per iteration us, project", f"{_fmt(bd['batch_us'], 0)} batch + "
-                                        f"{_fmt(bd['loss_and_gradient_us'], 0)} loss and "
-                                        f"gradient + {_fmt(bd['update_us'], 0)} update (medians)"),
+        ("  per iteration us, project", f"{_fmt(breakdown['batch_us'], 0)} batch + "
+                                        f"{_fmt(breakdown['loss_and_gradient_us'], 0)} loss "
+                                        f"and gradient + {_fmt(breakdown['update_us'], 0)} "
+                                        f"update (medians)"),
         ("  per evaluation ms, floor / project", f"{_fmt(b['floor']['evaluation_ms'], 1)} / "
-                                                 f"{_fmt(bd['evaluation_ms'], 1)}"),
+                                                 f"{_fmt(breakdown['evaluation_ms'], 1)} (+ "
+                                                 f"{_fmt(breakdown['write_ms'], 1)} checkpoint "
+                                                 f"and history, counted in training time)"),
+        ("  rest of the project's training s", f"{_fmt(breakdown['rest_seconds'], 2)} (loop "
+                                               f"bookkeeping, noise)"),
         ("  project --dtype float64 training s", f"{_fmt(b64['train_seconds'], 2)} (test "
                                                  f"accuracy {_fmt(b64['test_accuracy'], 4)})"),
         ("numerical gradient", f"{'-'.join(map(str, ng['net']))}, batch 100, float64"
@@ -871,7 +888,15 @@ def run(quick: bool, repeats: int = 1, threads: int | None = None,
                                        / results["book_job"]["reference"]["seconds"])
         floor["ratio_to_project"] = (results["book_job"]["project"]["train_seconds"]
                                      / floor["seconds"])
-        results["book_job"]["breakdown"] = bench_book_breakdown(book_iters, tmp)
+        breakdown = results["book_job"]["breakdown"] = bench_book_breakdown(book_iters, tmp)
+        project = results["book_job"]["project"]
+        # what the parts leave of the run's training time: the loop's bookkeeping, writes
+        # shorter than the last, and the machine's noise (the parts are medians)
+        breakdown["rest_seconds"] = project["train_seconds"] - (
+            book_iters * (breakdown["batch_us"] + breakdown["loss_and_gradient_us"]
+                          + breakdown["update_us"]) / 1e6
+            + project["evaluations"] * breakdown["evaluation_ms"] / 1000
+            + (project["evaluations"] - 1) * breakdown["write_ms"] / 1000)
         results["torch"] = bench_torch(book_iters, repeats, data,
                                        results["book_job"]["project"]["train_seconds"])
         results["numerical_gradient"] = bench_numerical(10 if quick else 50, data, quick)

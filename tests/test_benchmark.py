@@ -101,8 +101,13 @@ def test_book_job_runs_both_loops_on_the_same_work(report: dict[str, Any]) -> No
         + floor["evaluations"] * floor["evaluation_ms"] / 1000)
     breakdown = book["breakdown"]
     assert breakdown["iterations"] == 1000
-    for part in ("batch_us", "loss_and_gradient_us", "update_us", "evaluation_ms"):
+    for part in ("batch_us", "loss_and_gradient_us", "update_us", "evaluation_ms", "write_ms"):
         assert _positive(breakdown[part])
+    # the rest is what the parts leave of the run's training time
+    parts = (1000 * (breakdown["batch_us"] + breakdown["loss_and_gradient_us"]
+                     + breakdown["update_us"]) / 1e6 + 2 * breakdown["evaluation_ms"] / 1000
+             + breakdown["write_ms"] / 1000)
+    assert breakdown["rest_seconds"] == pytest.approx(project["train_seconds"] - parts)
 
 
 def test_numerical_gradients_agree(report: dict[str, Any], mnist) -> None:

@@ -19,6 +19,7 @@ from mnist_twolayer.augment import (
     AUGMENTATIONS,
     Distortions,
     Scratch,
+    _levels,
     affine_sources,
     draw_affine,
     elastic_displacements,
@@ -27,7 +28,6 @@ from mnist_twolayer.augment import (
     sample_bilinear,
     shift_images,
 )
-from mnist_twolayer.augment import _levels as drawn_16_bit_levels
 from mnist_twolayer.config import config_from_preset
 from mnist_twolayer.errors import TrainingInterrupted
 from mnist_twolayer.run_folder import AUGMENTATION_FIGURE
@@ -614,7 +614,7 @@ def test_levels_are_the_generators_own_16_bit_integers(bit_generator):
     """From a fresh generator the raw words cut four ways are exactly what
     ``integers(0, 2**16, dtype=uint16)`` draws; MT19937's raw words are 32-bit (cut four ways
     they would make every other pair of levels 0), so it goes through ``integers`` itself."""
-    levels = drawn_16_bit_levels(np.random.Generator(bit_generator(11)), 4097)
+    levels = _levels(np.random.Generator(bit_generator(11)), 4097)
     expected = np.random.Generator(bit_generator(11)).integers(0, 1 << 16, size=4097,
                                                                dtype=np.uint16)
     np.testing.assert_array_equal(levels, expected)

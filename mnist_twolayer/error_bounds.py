@@ -68,8 +68,9 @@ def sigmoid_rel(exp_rel: float, dtype: np.dtype | type = np.float64) -> float:
 
 def relative_error_bound(bound: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     """Largest gradcheck.relative_error(a, b) = ||a - b|| / (||a|| + ||b||) when |a - b| <=
-    bound elementwise."""
-    return float(np.linalg.norm(bound) / (np.linalg.norm(a) + np.linalg.norm(b)))
+    bound elementwise (0 where a and b are both zero, as relative_error counts 0 / 0)."""
+    norms = np.linalg.norm(a) + np.linalg.norm(b)
+    return float(np.linalg.norm(bound) / norms) if norms else 0.0
 
 
 # --- the two-layer net: 784-H-10, sigmoid or ReLU, softmax cross-entropy, mean over the batch ---

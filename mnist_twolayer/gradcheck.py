@@ -25,12 +25,18 @@ from typing import Any
 
 import numpy as np
 
-from .error_bounds import TORCH_ULP, five_point_step_error, gamma, two_layer_bounds
+from .error_bounds import (
+    TORCH_ULP,
+    five_point_step_error,
+    gamma,
+    relative_error_bound,
+    two_layer_bounds,
+)
 from .errors import ConfigError
 from .gradient import (
     ACTIVATIONS,
     ORDERS,
-    stencil_rounding_gains,
+    stencil_rounding_gain,
     two_layer_numerical_gradient,
 )
 from .network import NUMERICAL_METHODS, PARAM_NAMES, TwoLayerNet
@@ -230,9 +236,8 @@ def pair_tolerance(a: str, b: str, cfg: Mapping[str, Any]) -> float:
         # The same steps, so the same quotients but for rounding: nditer's two losses, each
         # within gamma_N max(|L|, 1), over 2h; the vectorized path computes each difference
         # directly (error ~eps of the difference), and both apply the same rounded steps, up to
-        # eps / h relative.
-        constant_gain = stencil_rounding_gains(cfg["order"])[0]
-        return constant_gain * nditer_loss_rounding(cfg)[1] / cfg["h"] + eps / cfg["h"]
+        # eps / h relative. (The nditer loop takes order 2 only.)
+        return nditer_loss_rounding(cfg)[1] / cfg["h"] + eps / cfg["h"]
     if is_numerical(a) or is_numerical(b):
         raise ValueError(f"{a} vs {b} is held per parameter: see numerical_tolerances")
     return ANALYTIC_TOLERANCE[cfg["dtype"]]
@@ -291,14 +296,14 @@ def numerical_tolerances(net: TwoLayerNet, x: np.ndarray, t: np.ndarray, gradien
                                                    activation=activation).gradient
     eps = float(np.finfo(dtype).eps)
     loss_rounding = nditer_loss_rounding(cfg)[1]
-    constant_gain, step_gain = stencil_rounding_gains(order)  # 1 and 1 for order 2
+    step_gain = stencil_rounding_gain(order)  # 1 for order 2
     tolerances = {}
     for a, b in pairs:
         analytic, numerical = (b, a) if is_numerical(a) else (a, b)
         for name in PARAM_NAMES:
             g = np.abs(np.asarray(gradients[analytic][name], np.float64))
             if numerical == "numerical_nditer":  # and its last division
-                rounding = constant_gain * loss_rounding / h + eps * g
+                rounding = loss_rounding / h + eps * g  # (order 2 only)
             else:  # (the gain also scales the forward values' part, which it need not)
                 rounding = (step_gain * in64.vectorized[name]
                             + (eps / 2 * g if dtype != "float64" else 0))
@@ -306,9 +311,8 @@ def numerical_tolerances(net: TwoLayerNet, x: np.ndarray, t: np.ndarray, gradien
                      five_point_step_error(net.params[name], g, h))
             bound = np.broadcast_to(analytic_error[analytic][name] + steps + rounding, g.shape)
             keep = ~kinks[name] if name in kinks else np.ones(g.shape, dtype=bool)
-            norms = sum(np.linalg.norm(np.asarray(gradients[m][name], np.float64)[keep])
-                        for m in (a, b))
-            tolerance = float(np.linalg.norm(bound[keep]) / norms) if norms else 0.0
+            tolerance = relative_error_bound(bound[keep], *(
+                np.asarray(gradients[m][name], np.float64)[keep] for m in (a, b)))
             if order == 4:
                 tolerance += TRUNCATION_ORDER_4 * (h / STEPS[4]) ** 4
             tolerances[(a, b, name)] = tolerance
@@ -364,11 +368,11 @@ class GradcheckResult:
                 reason += f"; {excluded} ReLU kink entries left out"
             candidates = [Verdict(a, b, c.param, measure, getattr(c, measure), c.tolerance,
                                   reason, self._scale(measure, a, b, c.param)) for c in pair]
-            loose = [v for v in candidates if v.tolerance >= INCONCLUSIVE_AT * v.scale]
-            found.append(
-                max(candidates, key=_share) if any(v.state == "DISAGREE" for v in candidates)
-                else max(loose, key=lambda v: v.tolerance / v.scale) if loose
-                else max(candidates, key=_share))
+            loose = [v for v in candidates if v.inconclusive]
+            if loose and not any(v.state == "DISAGREE" for v in candidates):
+                found.append(max(loose, key=lambda v: v.tolerance / v.scale))
+            else:
+                found.append(max(candidates, key=_share))
         return found
 
     def _scale(self, measure: str, a: str, b: str, param: str) -> float:

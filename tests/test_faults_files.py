@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import shutil
 import signal
 import struct
@@ -25,7 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import run_cli, user_picture
-from faults_support import one_error_line
+from faults_support import interrupt_at, one_error_line
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -165,16 +164,7 @@ def good_run(mini_env: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = config_from_preset("default", dataset="mini", hidden=8, batch_size=50, epochs=2,
                                 val_size=100, seed=3)
     trainer = Trainer(config, run_dir, data_dir=mini_env)
-    original = trainer.net.loss_and_gradient
-    calls = {"n": 0}
-
-    def interrupting(*args: Any, **kwargs: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] == 15:
-            os.kill(os.getpid(), signal.SIGINT)
-        return original(*args, **kwargs)
-
-    trainer.net.loss_and_gradient = interrupting
+    interrupt_at(trainer, 15, signal.SIGINT)
     with pytest.raises(TrainingInterrupted):
         trainer.run()
     trainer.finish()

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
+from faults_support import interrupt_at
 
 from mnist_twolayer import cli, cli_train
 from mnist_twolayer.errors import ConfigError, TrainingInterrupted
@@ -45,15 +45,7 @@ def interrupted_run(mini_env: Path, run: Path, at: int) -> None:
 
     config = config_from_preset("default", dataset="mini", hidden=16, batch_size=50, epochs=2)
     trainer = Trainer(config, run, data_dir=mini_env)
-    original, calls = trainer.net.loss_and_gradient, [0]
-
-    def step(*args, **kwargs):
-        calls[0] += 1
-        if calls[0] == at:
-            os.kill(os.getpid(), signal.SIGINT)
-        return original(*args, **kwargs)
-
-    trainer.net.loss_and_gradient = step
+    interrupt_at(trainer, at, signal.SIGINT)
     trainer.run()
 
 

@@ -4,13 +4,13 @@ bit-identical resume, checkpoints and configs from before either existed, the sa
 from __future__ import annotations
 
 import json
-import os
 import signal
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from faults_support import interrupt_at
 
 from mnist_twolayer.checkpoint import read_checkpoint
 from mnist_twolayer.config import config_from_preset
@@ -34,23 +34,10 @@ def _config(optimizer: str, **overrides: Any):
     return config_from_preset("default", **values)
 
 
-def _interrupt_at(trainer: Trainer, call: int) -> None:
-    """Deliver a real SIGINT to this process during the gradient of iteration ``call``."""
-    original = trainer.net.loss_and_gradient
-    calls = {"n": 0}
-
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] == call:
-            os.kill(os.getpid(), signal.SIGINT)
-        return original(*args, **kwargs)
-
-    trainer.net.loss_and_gradient = wrapped
-
 
 def _interrupted(run_dir: Path, config, data_dir: Path, at: int = 17) -> None:
     trainer = Trainer(config, run_dir, data_dir=data_dir)
-    _interrupt_at(trainer, at)
+    interrupt_at(trainer, at, signal.SIGINT)
     with pytest.raises(TrainingInterrupted):
         trainer.run()
 

@@ -123,20 +123,22 @@ def _image_paths(given: Sequence[Path]) -> list[Path]:
 
 def _check_prepared_folder(folder: Path) -> None:
     """Refuse a --save-prepared folder that could not be written before any work is done: an
-    existing folder must be writable; a new one is made later, inside a parent that exists
-    and is writable (a run whose every image fails makes no folder at all)."""
+    existing folder must be writable; a new one (with any missing parents, as a run folder
+    gets them) is made later, so the nearest folder that exists on its path must be writable
+    (a run whose every image fails makes no folder at all)."""
     if folder.exists():
         if not folder.is_dir():
             raise ConfigError(f"--save-prepared {folder} is a file; it names a folder")
         if not os.access(folder, os.W_OK | os.X_OK):
             raise ConfigError(f"--save-prepared {folder}: the folder is not writable")
         return
-    parent = folder.parent
-    problem = ("does not exist" if not parent.exists() else
-               "is not a folder" if not parent.is_dir() else
-               "is not writable" if not os.access(parent, os.W_OK | os.X_OK) else None)
+    ancestor = folder.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    problem = ("is not a folder" if not ancestor.is_dir() else
+               "is not writable" if not os.access(ancestor, os.W_OK | os.X_OK) else None)
     if problem:
-        raise ConfigError(f"--save-prepared {folder}: cannot create the folder ({parent} "
+        raise ConfigError(f"--save-prepared {folder}: cannot create the folder ({ancestor} "
                           f"{problem})")
 
 
@@ -163,7 +165,7 @@ def _prepared_names(folder: Path, images: Sequence[Path]) -> list[Path]:
 def _make_prepared_folder(folder: Path) -> None:
     """The --save-prepared folder, made when the first prepared image is written."""
     try:
-        folder.mkdir(exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"--save-prepared {folder}: cannot create the folder "
                           f"({exc.strerror})") from None

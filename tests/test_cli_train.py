@@ -126,7 +126,7 @@ def test_predict_save_prepared_writes_what_the_network_saw(trained, mnist, tmp_p
     second = _digit_png(x_test[1], tmp_path / "b" / "digit.png")  # the same stem
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")
-    out = tmp_path / "seen by the net"
+    out = tmp_path / "made" / "seen by the net"  # missing parents are made, as for a run
     model = str(trained / "model.npz")
     assert main(["predict", model, str(first), str(bad), str(second), "--save-prepared",
                  str(out), "--json"]) == 2
@@ -155,21 +155,27 @@ def test_predict_save_prepared_never_overwrites_an_input(trained, mnist, tmp_pat
     assert captured.out == "" and source.read_bytes() == before
 
 
-@pytest.mark.parametrize("case", ["a file", "no parent", "a file as parent", "read-only",
-                                  "read-only parent"])
+@pytest.mark.parametrize("case", ["a file", "a file as parent", "a file as grandparent",
+                                  "read-only", "read-only parent", "read-only grandparent"])
 def test_predict_save_prepared_is_refused_before_the_model_is_read(case, tmp_path, capsys):
     """The model named does not exist, so only a check made before it is read can answer."""
     (tmp_path / "file").write_text("in the way")
     (tmp_path / "locked").mkdir()
+    file_new_out = tmp_path / "file" / "new" / "out"
+    locked_new_out = tmp_path / "locked" / "new" / "out"
     folder, message = {
         "a file": (tmp_path / "file", f"{tmp_path / 'file'} is a file; it names a folder"),
-        "no parent": (tmp_path / "no" / "out", f"{tmp_path / 'no' / 'out'}: cannot create the "
-                      f"folder ({tmp_path / 'no'} does not exist)"),
         "a file as parent": (tmp_path / "file" / "out", f"{tmp_path / 'file' / 'out'}: cannot "
                              f"create the folder ({tmp_path / 'file'} is not a folder)"),
         "read-only": (tmp_path / "locked", f"{tmp_path / 'locked'}: the folder is not writable"),
         "read-only parent": (tmp_path / "locked" / "out", f"{tmp_path / 'locked' / 'out'}: "
                              f"cannot create the folder ({tmp_path / 'locked'} is not writable)"),
+        # the nearest folder that exists on the path decides
+        "a file as grandparent": (file_new_out, f"{file_new_out}: cannot "
+                                  f"create the folder ({tmp_path / 'file'} is not a folder)"),
+        "read-only grandparent": (locked_new_out, f"{locked_new_out}: "
+                                  f"cannot create the folder ({tmp_path / 'locked'} is not "
+                                  f"writable)"),
     }[case]
     with read_only(tmp_path / "locked") if "read-only" in case else contextlib.nullcontext():
         code = main(["predict", str(tmp_path / "nowhere" / "model.npz"), "x.png",
